@@ -1,0 +1,152 @@
+"""The wire grammar, text side: a line in, a reply out.
+
+1. A line is UTF-8.  Surrounding whitespace is ignored and a blank line gets no
+   reply.  Words are split like a shell: quotes keep spaces, a backslash escapes.
+2. On connect the server sends the banner: a rule of 50 ``*``, ``Service
+   Manager``, the rule again, ``Available Services:``, one ``-<name>`` per
+   service, then the separator.
+3. Every reply is the command's text, ending in one newline (nothing for an
+   empty reply), then the separator: a line of exactly 50 ``-``.
+4. No line of a reply body can look like the separator.  A body line made only
+   of 50 or more dashes (whitespace aside) gets one more dash in front; a client
+   that wants the original removes one dash from such lines of 51 or more.
+5. An error reply is one line, ``ERROR: <message>``, then the separator.  Input
+   echoed in an error is shortened and stripped of control characters.
+6. A first line that looks like HTTP closes the connection unanswered: a web
+   page can make a browser send a POST to a port on localhost.
+"""
+
+import json
+import re
+import shlex
+from dataclasses import dataclass
+
+from . import errors
+
+SEPARATOR = "-" * 50
+BANNER_RULE = "*" * 50
+BANNER_TITLE = "Service Manager"
+_SEPARATOR_BYTES = (SEPARATOR + "\n").encode()
+_SHELL_SPECIALS = frozenset("'\"\\")
+_HTTP_REQUEST = re.compile(
+    rb"^(?:(?:GET|POST|PUT|HEAD|DELETE|OPTIONS|PATCH|CONNECT|TRACE|PROPFIND)\s"
+    rb"|[A-Z]+ \S+ HTTP/\d|host:)",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One parsed line: its words, and the line as typed (for error messages)."""
+
+    words: tuple
+    line: str
+
+
+class ParseError(ValueError):
+    """A line that cannot become a request; the message is the wire error."""
+
+
+def parse_line(raw):
+    """Bytes of one line -> a Request, or None for a blank line.
+
+    Raises ParseError for text that is not UTF-8 or not shell-splittable.
+    """
+    try:
+        line = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise ParseError(errors.NOT_UTF8) from None
+    if not line:
+        return None
+    if _SHELL_SPECIALS.isdisjoint(line):
+        return Request(tuple(line.split()), line)
+    try:
+        words = shlex.split(line)
+    except ValueError:
+        raise ParseError(errors.UNBALANCED_QUOTES) from None
+    return Request(tuple(words), line) if words else None
+
+
+def looks_like_http(raw):
+    """True for a line a browser or HTTP client would send."""
+    return _HTTP_REQUEST.match(raw.lstrip()) is not None
+
+
+# -- replies ---------------------------------------------------------------------
+
+
+class Preformatted(str):
+    """Reply text sent exactly as it is, trailing blank line included (help)."""
+
+    __slots__ = ()
+
+
+def to_text(value):
+    """What a command returned, as reply text ending in exactly one newline."""
+    if isinstance(value, Preformatted):
+        return value
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    elif isinstance(value, bool):
+        value = "true" if value else "false"
+    elif isinstance(value, (dict, list, tuple)):
+        value = json.dumps(value, indent=2, default=str, ensure_ascii=False)
+    elif not isinstance(value, str):
+        value = str(value)
+    value = value.rstrip("\n")
+    return value + "\n" if value else ""
+
+
+def escape_body(text):
+    """Dash-stuff any line that could be mistaken for the separator (rule 4)."""
+    if SEPARATOR not in text:
+        return text
+    lines = text.split("\n")
+    for index, line in enumerate(lines):
+        core = line.strip()
+        if len(core) >= len(SEPARATOR) and core.count("-") == len(core):
+            lines[index] = line.replace("-", "--", 1)
+    return "\n".join(lines)
+
+
+def unescape_body(text):
+    """Undo escape_body: what a client does to get a body back exactly."""
+    if SEPARATOR not in text:
+        return text
+    lines = text.split("\n")
+    for index, line in enumerate(lines):
+        core = line.strip()
+        if len(core) > len(SEPARATOR) and core.count("-") == len(core):
+            lines[index] = line.replace("-", "", 1)
+    return "\n".join(lines)
+
+
+def render_body(text):
+    """Reply text as wire bytes, without the separator (a streamed chunk)."""
+    if text and not text.endswith("\n"):
+        text += "\n"
+    return escape_body(text).encode("utf-8", "replace")
+
+
+def render_text(text):
+    """A whole reply: body then separator."""
+    return render_body(text) + _SEPARATOR_BYTES
+
+
+def render_error(message):
+    """A one-line error reply, then the separator."""
+    return render_body(errors.as_line(message)) + _SEPARATOR_BYTES
+
+
+def render_end(error=None):
+    """The end of a streamed reply: an optional error line, then the separator."""
+    return render_error(error) if error else _SEPARATOR_BYTES
+
+
+def render_banner(service_names):
+    """The greeting sent on connect (rule 2)."""
+    lines = [BANNER_RULE, BANNER_TITLE, BANNER_RULE, "Available Services:"]
+    lines += ["-" + name for name in service_names]
+    return render_text("\n".join(lines))
