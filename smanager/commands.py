@@ -1,0 +1,195 @@
+"""How a class becomes remote commands.
+
+1. A method ``cmd_<name>`` is the command ``<service> <name>``.
+2. A method ``toplevel_cmd_<name>`` is the command ``<name>``, and also
+   ``<service> <name>``.
+3. Nothing else is ever dispatched: tables are built once, from the class, when
+   it is loaded; a request only looks names up in them.  A name that would begin
+   with ``_`` is never a command.
+4. Names are case-insensitive: table keys are lower-case.
+5. A docstring's first line is the short help, the whole docstring the long
+   help; the synopsis (``capture_at SECONDS``) comes from the signature.
+6. A parameter named ``session`` receives the connection's Session and is never
+   filled from the request.
+7. Arguments are split like a shell, then bound to the signature: in order, or
+   ``name=value`` for that keyword parameter; ``*args`` takes the rest.  An int,
+   float or bool annotation (or default of that type) converts the text.
+8. ``def`` runs in a worker thread, ``async def`` on the event loop, and an
+   ``async def`` that yields streams its chunks.
+"""
+
+import enum
+import inspect
+from dataclasses import dataclass
+
+from .errors import ArgumentError
+
+SERVICE_PREFIX = "cmd_"
+TOPLEVEL_PREFIX = "toplevel_cmd_"
+SESSION_PARAMETER = "session"
+_TRUE = frozenset({"1", "true", "yes", "on", "y"})
+_FALSE = frozenset({"0", "false", "no", "off", "n"})
+
+
+class Kind(enum.Enum):
+    BLOCKING = "runs in a worker thread"
+    ASYNC = "runs on the event loop"
+    STREAM = "streams chunks as they are produced"
+
+
+def _to_bool(text):
+    lowered = text.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError(text)
+
+
+_CONVERTERS = {int: int, float: float, bool: _to_bool}
+_TYPE_WORDS = {int: "a whole number", float: "a number", bool: "true or false"}
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    """One parameter a request can fill."""
+
+    name: str
+    kind: type  # int, float, bool or str
+    required: bool
+
+    @property
+    def metavar(self):
+        return self.name.upper()
+
+    def convert(self, text):
+        converter = _CONVERTERS.get(self.kind)
+        if converter is None:
+            return text
+        try:
+            return converter(text)
+        except ValueError:
+            raise ArgumentError(
+                f"{self.metavar} must be {_TYPE_WORDS[self.kind]}, not {text!r}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A remote command: what to call, how to bind its words, and its help."""
+
+    name: str
+    function: object  # the plain function; called with the service instance first
+    kind: Kind
+    toplevel: bool
+    doc: str
+    positional: tuple  # Params filled in order
+    keyword_only: tuple  # Params only filled by name=value
+    rest: Param | None  # *args
+    wants_session: bool
+
+    @property
+    def summary(self):
+        return self.doc.partition("\n")[0]
+
+    @property
+    def synopsis(self):
+        parts = [self.name]
+        parts += [p.metavar if p.required else f"[{p.metavar}]" for p in self.positional]
+        if self.rest is not None:
+            parts.append(f"[{self.rest.metavar}...]")
+        for p in self.keyword_only:
+            parts.append(f"{p.name}={p.metavar}" if p.required else f"[{p.name}={p.metavar}]")
+        return " ".join(parts)
+
+    def bind(self, words, session=None):
+        """Request words -> (args, kwargs) for the function, or ArgumentError."""
+        named, loose = {}, []
+        for word in words:
+            key, equals, value = word.partition("=")
+            param = self._by_name(key) if equals else None
+            if param is None:
+                loose.append(word)
+            elif param.name in named:
+                raise ArgumentError(f"{param.metavar} given twice")
+            else:
+                named[param.name] = param.convert(value)
+        if len(loose) > len(self.positional) and self.rest is None:
+            raise ArgumentError(f"too many arguments ({len(loose)} given)")
+        args = []
+        for index, param in enumerate(self.positional):
+            if index < len(loose):
+                if param.name in named:
+                    raise ArgumentError(f"{param.metavar} given twice")
+                args.append(param.convert(loose[index]))
+            elif param.required and param.name not in named:
+                raise ArgumentError(f"missing {param.metavar}")
+        for param in self.keyword_only:
+            if param.required and param.name not in named:
+                raise ArgumentError(f"missing {param.metavar}")
+        if self.rest is not None:
+            args += [self.rest.convert(word) for word in loose[len(self.positional):]]
+        if self.wants_session:
+            named[SESSION_PARAMETER] = session
+        return args, named
+
+    def _by_name(self, key):
+        for param in self.positional + self.keyword_only:
+            if param.name == key:
+                return param
+        return None
+
+
+def commands_of(cls):
+    """The command table of a class: lower-case name -> Command (rules 1-4)."""
+    table = {}
+    for attribute in sorted(dir(cls)):
+        if attribute.startswith(TOPLEVEL_PREFIX):
+            name, toplevel = attribute[len(TOPLEVEL_PREFIX):], True
+        elif attribute.startswith(SERVICE_PREFIX):
+            name, toplevel = attribute[len(SERVICE_PREFIX):], False
+        else:
+            continue
+        function = inspect.getattr_static(cls, attribute)
+        if isinstance(function, (staticmethod, classmethod)) or not callable(function):
+            continue
+        name = name.lower()
+        if name and not name.startswith("_") and name.isprintable() and " " not in name:
+            table[name] = command_from_function(name, function, toplevel)
+    return table
+
+
+def command_from_function(name, function, toplevel=False):
+    """Describe one function as a Command (rules 5-8)."""
+    if inspect.isasyncgenfunction(function):
+        kind = Kind.STREAM
+    elif inspect.iscoroutinefunction(function):
+        kind = Kind.ASYNC
+    else:
+        kind = Kind.BLOCKING
+    try:
+        signature = inspect.signature(function, eval_str=True)
+    except (NameError, TypeError, ValueError):
+        signature = inspect.signature(function)
+    positional, keyword_only, rest, wants_session = [], [], None, False
+    for param in list(signature.parameters.values())[1:]:  # skip self
+        if param.name == SESSION_PARAMETER:
+            wants_session = True
+            continue
+        if param.kind is param.VAR_KEYWORD:
+            continue
+        spec = Param(param.name, _value_type(param), param.default is param.empty)
+        if param.kind is param.VAR_POSITIONAL:
+            rest = Param(param.name, spec.kind, False)
+        elif param.kind is param.KEYWORD_ONLY:
+            keyword_only.append(spec)
+        else:
+            positional.append(spec)
+    return Command(name, function, kind, toplevel, inspect.cleandoc(function.__doc__ or ""),
+                   tuple(positional), tuple(keyword_only), rest, wants_session)
+
+
+def _value_type(param):
+    for candidate in (param.annotation, type(param.default)):
+        if candidate in _CONVERTERS:
+            return candidate
+    return str
