@@ -1,0 +1,136 @@
+"""What is loaded right now, and how a request's words find a command.
+
+A Catalog is an immutable snapshot, rebuilt whenever services start or
+restart; a request only reads it.  Names resolve in this order:
+
+1. a built-in command (help, kill, restart, quit, exit);
+2. a service name: ``<service>`` alone or ``<service> help ...`` is help for it,
+   ``<service> <command> ...`` runs one of its commands;
+3. a toplevel command.  When two services offer the same toplevel name, the
+   first service loaded wins.  A toplevel name that a built-in or a service
+   name hides is not reachable, so help does not list it (and a warning says so).
+"""
+
+import asyncio
+import inspect
+import logging
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from . import errors, help as help_text, protocol
+from .lifecycle import overrides
+
+log = logging.getLogger("smanager.catalog")
+
+
+@dataclass(eq=False)
+class Loaded:
+    """A running service with its command table."""
+
+    name: str
+    instance: object
+    commands: dict
+    path: Path | None = None
+    lock: asyncio.Lock | None = None
+    tracks_clients: bool = False
+
+    @classmethod
+    def wrap(cls, name, instance, commands, path=None):
+        if "help" in commands:
+            log.warning("%s: its own 'help' command is hidden by the built-in help", name)
+            commands = {key: value for key, value in commands.items() if key != "help"}
+        return cls(name, instance, commands, path,
+                   None if instance.concurrent else asyncio.Lock(),
+                   overrides(instance, "client_disconnected"))
+
+    @property
+    def title(self):
+        return type(self.instance).__name__
+
+    @property
+    def doc(self):
+        return inspect.cleandoc(type(self.instance).__doc__ or "")
+
+    @property
+    def timeout(self):
+        return self.instance.command_timeout
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A service (or a whole file) that could not be loaded or started."""
+
+    path: Path | None
+    reason: str
+    whole_file: bool = False  # the file did not import, so no class is known
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a request resolved to: a command, its service (None for a built-in), its words."""
+
+    service: Loaded | None
+    command: object
+    words: tuple
+
+
+class Catalog:
+    """An immutable view of the running services, their commands, and help."""
+
+    def __init__(self, services, builtins, failures=None, unlisted=()):
+        self.services = {loaded.name: loaded for loaded in services}
+        self.builtins = builtins
+        self.unlisted = frozenset(unlisted)
+        self.failures = dict(failures or {})
+        self.toplevel = self._toplevel_table()
+
+    def _toplevel_table(self):
+        table = {}
+        for loaded in self.services.values():
+            for name, command in loaded.commands.items():
+                if not command.toplevel:
+                    continue
+                owner = ("a built-in command" if name in self.builtins
+                         else "a service" if name in self.services
+                         else table[name][0].name if name in table else None)
+                if owner is None:
+                    table[name] = (loaded, command)
+                else:
+                    log.warning("toplevel command %r of %s is hidden by %s; use '%s %s'",
+                                name, loaded.name, owner, loaded.name, name)
+        return table
+
+    def resolve(self, words):
+        """A request's words -> a Target, or the error message to send."""
+        first = words[0].lower()
+        if first in self.builtins:
+            return Target(None, self.builtins[first], words[1:])
+        service = self.services.get(first)
+        if service is not None:
+            second = words[1].lower() if len(words) > 1 else "help"
+            if second == "help":
+                return Target(None, self.builtins["help"], (first, *words[2:]))
+            command = service.commands.get(second)
+            if command is None:
+                return errors.unknown_service_command(first, words[1])
+            return Target(service, command, words[2:])
+        entry = self.toplevel.get(first)
+        if entry is None:
+            return errors.unknown_command(words)
+        return Target(entry[0], entry[1], words[1:])
+
+    def listed_builtins(self):
+        return {name: cmd for name, cmd in self.builtins.items() if name not in self.unlisted}
+
+    @cached_property
+    def banner(self):
+        return protocol.render_banner(sorted(self.services))
+
+    @cached_property
+    def full_help(self):
+        return help_text.full(self)
+
+    @cached_property
+    def terse_help(self):
+        return help_text.terse(self)

@@ -1,0 +1,141 @@
+"""Running one resolved command, whatever it does, and turning that into a Reply.
+
+- ``async def`` runs on the loop under the time limit.
+- ``def`` runs in a worker thread, so it cannot stall other clients.  A
+  service's plain commands run one at a time unless it sets ``concurrent``; a
+  command that overruns its limit keeps its service's turn until its thread
+  really ends, so the "one at a time" promise holds even then.
+- An async generator becomes a Stream: each wait for the next chunk is bounded
+  by the time limit, and closing the stream closes the generator.
+
+Every failure becomes ``Reply(error=...)``; tracebacks go to the log only.
+"""
+
+import asyncio
+import functools
+import logging
+from dataclasses import dataclass
+
+from . import errors, help as help_text, protocol
+from .commands import Kind
+
+log = logging.getLogger("smanager.runner")
+
+
+@dataclass(slots=True)
+class Reply:
+    """The outcome of one request: a value or an error, or a stream of chunks."""
+
+    value: object = None
+    error: str | None = None
+    close: bool = False  # close the connection once this reply is sent
+    stream: object = None
+
+    @property
+    def ok(self):
+        return self.error is None
+
+
+class Stream:
+    """The chunks of a streaming command, as text; ``error`` is set if it failed."""
+
+    def __init__(self, generator, timeout, label):
+        self._generator = generator
+        self.timeout = timeout
+        self.label = label
+        self.error = None
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        if self._generator is None:
+            raise StopAsyncIteration
+        try:
+            async with asyncio.timeout(self.timeout) as deadline:
+                value = await anext(self._generator)
+        except StopAsyncIteration:
+            self._generator = None
+            raise
+        except Exception as exc:  # noqa: BLE001 - a failing stream ends with an error line
+            self.error = _failure(exc, deadline, self.label, self.timeout)
+            await self.aclose()
+            raise StopAsyncIteration from None
+        return protocol.to_text(value)
+
+    async def aclose(self):
+        generator, self._generator = self._generator, None
+        if generator is not None:
+            try:
+                await generator.aclose()
+            except Exception:  # noqa: BLE001
+                log.exception("%s: error while closing its stream", self.label)
+
+
+class Runner:
+    """Runs Targets; owns the worker threads for plain commands."""
+
+    def __init__(self, executor, default_timeout):
+        self.executor = executor
+        self.default_timeout = default_timeout
+
+    async def run(self, target, instance, session):
+        service, command = target.service, target.command
+        label = (command.name if service is None or command.toplevel
+                 else f"{service.name} {command.name}")
+        try:
+            args, kwargs = command.bind(target.words, session)
+        except errors.ArgumentError as exc:
+            usage = help_text.usage(command, service and service.name)
+            return Reply(error=errors.bad_arguments(exc, usage))
+        # Built-ins (help, restart) are ours and bound their own work.
+        timeout = None if service is None else (
+            self.default_timeout if service.timeout is None else service.timeout)
+        if command.kind is Kind.STREAM:
+            return Reply(stream=Stream(command.function(instance, *args, **kwargs),
+                                       timeout, label))
+        waiting = [False]
+        deadline = None
+        try:
+            async with asyncio.timeout(timeout) as deadline:
+                if command.kind is Kind.ASYNC:
+                    value = await command.function(instance, *args, **kwargs)
+                else:
+                    call = functools.partial(command.function, instance, *args, **kwargs)
+                    value = await self._in_thread(call, service and service.lock, waiting)
+        except Exception as exc:  # noqa: BLE001 - every failure is a reply
+            if waiting[0] and deadline.expired():
+                return Reply(error=errors.busy(label, timeout))
+            return Reply(error=_failure(exc, deadline, label, timeout))
+        return value if isinstance(value, Reply) else Reply(value)
+
+    async def _in_thread(self, call, lock, waiting):
+        if lock is not None:
+            waiting[0] = True
+            await lock.acquire()
+            waiting[0] = False
+        try:
+            future = asyncio.get_running_loop().run_in_executor(self.executor, call)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+        future.add_done_callback(functools.partial(_thread_done, lock))
+        # shield: if we stop waiting (time limit, Ctrl-C), the thread still runs
+        # and keeps the lock until it really ends.
+        return await asyncio.shield(future)
+
+
+def _thread_done(lock, future):
+    if lock is not None:
+        lock.release()
+    if not future.cancelled():
+        future.exception()  # retrieved here, so an abandoned failure is not reported twice
+
+
+def _failure(exc, deadline, label, timeout):
+    if isinstance(exc, TimeoutError) and deadline is not None and deadline.expired():
+        return errors.timed_out(label, timeout)
+    if not isinstance(exc, errors.CommandError):
+        log.error("%s raised", label, exc_info=exc)
+    return errors.failed(label, exc)
