@@ -1,0 +1,11 @@
+"""smanager: a remote service manager.
+
+A service author needs only ``from smanager import SService``; see
+smanager.commands for the rules that turn its methods into commands.
+"""
+
+from .errors import CommandError
+from .service import Session, SService
+
+__version__ = "0.1.0"
+__all__ = ["SService", "Session", "CommandError", "__version__"]

@@ -1,0 +1,96 @@
+"""``smanager`` / ``python -m smanager``: flags -> Config -> run -> exit status.
+
+Exit status: 0 after ``kill`` or a signal, 1 when the address cannot be
+listened on, 2 for bad flags or an unusable config file.  Each failure is one
+line on stderr.
+"""
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+import threading
+
+from . import __version__
+from .config import DEFAULT_HOST, DEFAULT_PORT, LOG_LEVELS, Config, ConfigError, read_file
+from .server import serve
+
+log = logging.getLogger("smanager")
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not argparse's usage block
+        raise UsageError(message)
+
+
+def build_parser():
+    parser = _Parser(prog="smanager", description="A remote service manager.",
+                     argument_default=argparse.SUPPRESS)
+    add = parser.add_argument
+    add("--host", help=f"address to listen on (default {DEFAULT_HOST})")
+    add("--port", type=int, help=f"TCP port, 0 for any free one (default {DEFAULT_PORT})")
+    add("--services", action="append", metavar="DIR",
+        help="another directory of services (repeatable)")
+    add("--no-default-services", action="store_true", help="do not load the bundled services")
+    add("--config", metavar="FILE", help="TOML file; every flag has a key of the same name")
+    add("--log-level", type=str.upper, choices=LOG_LEVELS)
+    add("--command-timeout", type=float, metavar="SECONDS",
+        help="time limit of a command (default 30)")
+    add("--shutdown-timeout", type=float, metavar="SECONDS",
+        help="time given to running commands and to each service hook (default 10)")
+    add("--max-line", type=int, metavar="BYTES", help="longest line accepted (default 65536)")
+    add("--oneshot-delay", type=float, metavar="SECONDS",
+        help="silence after an unterminated first line before it runs (default 0.2)")
+    add("--version", action="version", version=f"smanager {__version__}")
+    return parser
+
+
+def make_config(argv):
+    flags = vars(build_parser().parse_args(argv))
+    config_file = flags.pop("config", None)
+    settings = read_file(config_file) if config_file else {}
+    return Config().updated(settings).updated(flags)
+
+
+def main(argv=None):
+    try:
+        config = make_config(argv)
+    except (UsageError, ConfigError) as exc:
+        print(f"smanager: error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=config.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        _run(config)
+    except OSError as exc:
+        print(f"smanager: cannot listen on {config.host}:{config.port}: "
+              f"{exc.strerror or exc}", file=sys.stderr)
+        return 1
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate()
+           if t is not threading.main_thread()):
+        # A command overran its time limit and its thread is still running; it
+        # cannot be stopped from outside, and must not keep the process alive.
+        log.warning("abandoning commands still running in worker threads")
+        logging.shutdown()
+        os._exit(0)
+    return 0
+
+
+def _run(config):
+    # Not asyncio.run(): its final wait for worker threads has no time limit.
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(serve(config))
+    finally:
+        tasks = asyncio.all_tasks(loop)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()

@@ -1,0 +1,99 @@
+"""Settings: the one source of every default, and the TOML file that changes them.
+
+Every command-line flag ``--some-flag`` has the config key ``some_flag``; a flag
+given on the command line beats the file, which beats the default.  The table
+``[service.NAME]`` is handed to service NAME as its ``options``.  Directories
+in a config file are relative to that file.
+"""
+
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 10000
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used; the message says which and why."""
+
+
+def bundled_services_dir():
+    """The services shipped with smanager: beside the package in a checkout,
+    inside it once installed."""
+    package = Path(__file__).resolve().parent
+    installed = package / "bundled_services"
+    return installed if installed.is_dir() else package.parent / "services"
+
+
+@dataclass
+class Config:
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    services: list = field(default_factory=list)  # more directories to load services from
+    no_default_services: bool = False
+    log_level: str = "INFO"
+    command_timeout: float = 30.0  # seconds a command may run (a stream: between chunks)
+    shutdown_timeout: float = 10.0  # seconds for commands in flight, and for each hook
+    max_line: int = 65536  # bytes in one line before the connection is closed
+    oneshot_delay: float = 0.2  # seconds of silence after an unterminated first line
+    service: dict = field(default_factory=dict)  # [service.NAME] tables
+
+    @property
+    def service_dirs(self):
+        bundled = [] if self.no_default_services else [bundled_services_dir()]
+        return bundled + [Path(directory) for directory in self.services]
+
+    def updated(self, settings):
+        """A copy with these settings applied, each checked."""
+        known = {f.name: f for f in fields(self)}
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        for key, value in settings.items():
+            key = key.replace("-", "_")
+            if key not in known:
+                raise ConfigError(f"unknown setting {key!r}")
+            values[key] = _checked(key, value, type(getattr(Config(), key)))
+        return Config(**values)
+
+
+def _checked(key, value, kind):
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if kind is list and isinstance(value, str):
+        value = [value]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f"{key} must be {kind.__name__}, not {value!r}")
+    if key == "port" and not 0 <= value <= 65535:
+        raise ConfigError(f"port must be 0-65535, not {value}")
+    if key == "log_level":
+        value = value.upper()
+        if value not in LOG_LEVELS:
+            raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
+    if kind is float and value <= 0:
+        raise ConfigError(f"{key} must be more than 0, not {value}")
+    if key == "max_line" and value < 80:
+        raise ConfigError(f"max_line must be at least 80, not {value}")
+    if key == "services" and not all(isinstance(item, str) for item in value):
+        raise ConfigError("services must be a list of directories")
+    if key == "service" and not all(isinstance(item, dict) for item in value.values()):
+        raise ConfigError("each [service.NAME] must be a table")
+    return value
+
+
+def read_file(path):
+    """The settings in a TOML file, with directories made absolute."""
+    path = Path(path)
+    try:
+        with path.open("rb") as handle:
+            settings = tomllib.load(handle)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    services = settings.get("services")
+    if isinstance(services, (str, list)):
+        services = [services] if isinstance(services, str) else services
+        settings["services"] = [str(path.parent / d) if isinstance(d, str) else d
+                                for d in services]
+    return settings

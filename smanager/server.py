@@ -1,0 +1,114 @@
+"""The server: listening, connections, signals, and shutdown in ordered phases.
+
+start:    bind (so a busy port fails before any service starts), start the
+          services, then accept connections and log the address.
+shutdown: stop accepting; let each connection finish the command it is running
+          (bounded by shutdown_timeout, then cancelled with an error reply);
+          stop the services in reverse order; close every connection.
+"""
+
+import asyncio
+import logging
+import signal
+
+from .connection import Connection, format_address
+from .manager import Manager
+
+log = logging.getLogger("smanager.server")
+
+
+class Server:
+    def __init__(self, config, manager=None):
+        self.config = config
+        self.manager = manager or Manager(
+            config.service_dirs, command_timeout=config.command_timeout,
+            hook_timeout=config.shutdown_timeout, options=config.service)
+        self.connections = set()
+        self.shutting_down = False
+        self._listener = None
+        self._tasks = set()
+
+    @property
+    def address(self):
+        """(host, port) actually listened on; the port is real even if 0 was asked."""
+        return self._listener.sockets[0].getsockname()[:2]
+
+    def track(self, coroutine):
+        """Run a coroutine the shutdown must wait for (client_disconnected hooks)."""
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def start(self):
+        loop = asyncio.get_running_loop()
+        self._listener = await loop.create_server(
+            lambda: Connection(self), self.config.host, self.config.port,
+            reuse_address=True, start_serving=False)
+        try:
+            await self.manager.start()
+        except BaseException:
+            self._listener.close()
+            raise
+        await self._listener.start_serving()
+        log.info("listening on %s", format_address(self.address))
+
+    async def serve_until_shutdown(self):
+        await self.manager.shutdown_requested.wait()
+        await self.shutdown()
+
+    async def shutdown(self):
+        if self.shutting_down:
+            return
+        self.shutting_down = True
+        log.info("shutting down")
+        self._listener.close()
+        for connection in list(self.connections):
+            connection.begin_shutdown()
+        await self._wait_for_commands(self.config.shutdown_timeout)
+        await self.manager.stop()
+        for connection in list(self.connections):
+            connection.transport.close()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=self.config.shutdown_timeout)
+        self.manager.executor.shutdown(wait=False, cancel_futures=True)
+        log.info("stopped")
+
+    async def _wait_for_commands(self, timeout):
+        workers = [c.worker for c in self.connections if c.worker is not None]
+        if not workers:
+            return
+        _, late = await asyncio.wait(workers, timeout=timeout)
+        if late:
+            log.warning("%d command(s) still running after %g s; cancelling them",
+                        len(late), timeout)
+            for connection in list(self.connections):
+                connection.cancel_for_shutdown()
+            await asyncio.wait(late, timeout=1.0)
+
+    async def __aenter__(self):
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info):
+        await self.shutdown()
+
+
+async def serve(config):
+    """Run until ``kill``, SIGTERM or SIGINT; SIGHUP restarts the services."""
+    server = Server(config)
+    await server.start()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, server.manager.request_shutdown)
+    loop.add_signal_handler(signal.SIGINT, server.manager.request_shutdown)
+    loop.add_signal_handler(signal.SIGHUP, lambda: server.track(_restart(server.manager)))
+    try:
+        await server.serve_until_shutdown()
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(signum)
+
+
+async def _restart(manager):
+    log.info("SIGHUP: restarting services")
+    for line in (await manager.restart()).splitlines():
+        log.info("restart: %s", line)
