@@ -68,8 +68,9 @@ def main(argv=None):
     try:
         _run(config)
     except OSError as exc:
-        print(f"smanager: cannot listen on {config.host}:{config.port}: "
-              f"{exc.strerror or exc}", file=sys.stderr)
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        print(f"smanager: cannot listen on {config.host}:{config.port}: {reason}",
+              file=sys.stderr)
         return 1
     if any(t.is_alive() and not t.daemon for t in threading.enumerate()
            if t is not threading.main_thread()):

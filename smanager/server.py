@@ -96,12 +96,14 @@ class Server:
 async def serve(config):
     """Run until ``kill``, SIGTERM or SIGINT; SIGHUP restarts the services."""
     server = Server(config)
-    await server.start()
     loop = asyncio.get_running_loop()
+    # Installed before start() logs the address, so a supervisor that signals
+    # as soon as it sees that line gets the graceful path.
     loop.add_signal_handler(signal.SIGTERM, server.manager.request_shutdown)
     loop.add_signal_handler(signal.SIGINT, server.manager.request_shutdown)
     loop.add_signal_handler(signal.SIGHUP, lambda: server.track(_restart(server.manager)))
     try:
+        await server.start()
         await server.serve_until_shutdown()
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
