@@ -184,7 +184,7 @@ class Connection(asyncio.Protocol):
             if reply.stream is not None:
                 await self._send_stream(reply.stream)
             else:
-                self._write(render(reply))
+                self._write(protocol.render_reply(reply))
             if reply.close:
                 self.closing = True
                 self.queue.clear()
@@ -239,8 +239,3 @@ class Connection(asyncio.Protocol):
         if self.worker is not None and self._running:
             self._cancel_running(errors.SHUTTING_DOWN)
 
-
-def render(reply):
-    if reply.error is not None:
-        return protocol.render_error(reply.error)
-    return protocol.render_text(protocol.to_text(reply.value))

@@ -140,6 +140,13 @@ def render_error(message):
     return render_body(errors.as_line(message)) + _SEPARATOR_BYTES
 
 
+def render_reply(reply):
+    """A whole (not streamed) Reply: its error, or its value as text."""
+    if reply.error is not None:
+        return render_error(reply.error)
+    return render_text(to_text(reply.value))
+
+
 def render_end(error=None):
     """The end of a streamed reply: an optional error line, then the separator."""
     return render_error(error) if error else _SEPARATOR_BYTES
