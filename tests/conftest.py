@@ -121,8 +121,9 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-        self.log += self.process.stderr.readlines()
-        self.process.stderr.close()
+        if not self.process.stderr.closed:
+            self.log += self.process.stderr.readlines()
+            self.process.stderr.close()
         return self.process.returncode
 
 

@@ -20,6 +20,10 @@ class TestSvc(SService):
         self.active = 0
         self.peak = 0
         self.left = []
+        self.stream_closed = None
+
+    async def start(self):
+        self.stream_closed = asyncio.Event()
 
     async def cmd_add(self, a: int, b: int = 1):
         """Adds A and B"""
@@ -58,10 +62,13 @@ class TestSvc(SService):
     async def cmd_forever(self):
         """Streams ticks until stopped"""
         i = 0
-        while True:
-            i += 1
-            yield f"tick {i}"
-            await asyncio.sleep(0.01)
+        try:
+            while True:
+                i += 1
+                yield f"tick {i}"
+                await asyncio.sleep(0.01)
+        finally:
+            self.stream_closed.set()
 
     async def cmd_fail(self):
         """Raises an unexpected exception"""

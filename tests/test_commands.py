@@ -1,0 +1,142 @@
+"""The cmd_/toplevel_cmd_ conventions and argument binding (no sockets)."""
+
+import pytest
+
+from smanager import SService
+from smanager.commands import Kind, commands_of
+from smanager.errors import ArgumentError
+
+
+class Sample(SService):
+    """A sample service
+
+    With a longer description.
+    """
+
+    def cmd_plain(self):
+        """Runs in a thread
+
+        More text.
+        """
+
+    async def cmd_later(self):
+        """Runs on the loop"""
+
+    async def cmd_stream(self):
+        """Streams"""
+        yield 1
+
+    def toplevel_cmd_TOP(self):
+        """A toplevel command"""
+
+    def cmd_capture_at(self, seconds: float):
+        """Sets the interval"""
+
+    def cmd_mixed(self, name, count: int = 1, *rest, loud: bool = False, session=None):
+        """Mixed parameters"""
+
+    def cmd_by_default(self, size=10, ratio=0.5, flag=False):
+        """Types from defaults"""
+
+    def cmd_needs_kw(self, *, level: int):
+        """Keyword only"""
+
+    def cmd_nodoc(self):
+        pass
+
+    # Never commands:
+    def _cmd_private(self):
+        pass
+
+    def cmd__hidden(self):
+        pass
+
+    cmd_not_callable = "text"
+
+    @staticmethod
+    def cmd_static():
+        pass
+
+    def helper(self):
+        pass
+
+
+TABLE = commands_of(Sample)
+
+
+def test_only_the_conventions_become_commands():
+    assert sorted(TABLE) == ["by_default", "capture_at", "later", "mixed", "needs_kw",
+                             "nodoc", "plain", "stream", "top"]
+
+
+def test_kinds():
+    assert TABLE["plain"].kind is Kind.BLOCKING
+    assert TABLE["later"].kind is Kind.ASYNC
+    assert TABLE["stream"].kind is Kind.STREAM
+
+
+def test_toplevel_names_are_lower_case_and_marked():
+    assert TABLE["top"].toplevel and not TABLE["plain"].toplevel
+
+
+def test_docstrings():
+    assert TABLE["plain"].summary == "Runs in a thread"
+    assert TABLE["plain"].doc == "Runs in a thread\n\nMore text."
+    assert TABLE["nodoc"].summary == ""
+
+
+@pytest.mark.parametrize("name, synopsis", [
+    ("capture_at", "capture_at SECONDS"),
+    ("plain", "plain"),
+    ("mixed", "mixed NAME [COUNT] [REST...] [loud=LOUD]"),
+    ("needs_kw", "needs_kw level=LEVEL"),
+    ("by_default", "by_default [SIZE] [RATIO] [FLAG]"),
+])
+def test_synopsis_comes_from_the_signature(name, synopsis):
+    assert TABLE[name].synopsis == synopsis
+
+
+@pytest.mark.parametrize("name, words, args, kwargs", [
+    ("capture_at", ["5"], [5.0], {}),
+    ("capture_at", ["seconds=2.5"], [], {"seconds": 2.5}),
+    ("mixed", ["bob"], ["bob"], {"session": "S"}),
+    ("mixed", ["bob", "3", "x", "y"], ["bob", 3, "x", "y"], {"session": "S"}),
+    ("mixed", ["bob", "loud=yes"], ["bob"], {"loud": True, "session": "S"}),
+    ("mixed", ["count=4", "bob"], ["bob"], {"count": 4, "session": "S"}),
+    ("mixed", ["bob", "2", "a=b"], ["bob", 2, "a=b"], {"session": "S"}),  # not a parameter
+    ("by_default", ["7", "0.25", "off"], [7, 0.25, False], {}),
+    ("needs_kw", ["level=3"], [], {"level": 3}),
+])
+def test_binding(name, words, args, kwargs):
+    assert TABLE[name].bind(words, session="S") == (args, kwargs)
+
+
+@pytest.mark.parametrize("name, words, problem", [
+    ("capture_at", [], "missing SECONDS"),
+    ("capture_at", ["soon"], "SECONDS must be a number, not 'soon'"),
+    ("capture_at", ["1", "2"], "too many arguments (2 given)"),
+    ("mixed", ["bob", "many"], "COUNT must be a whole number, not 'many'"),
+    ("mixed", ["bob", "loud=maybe"], "LOUD must be true or false, not 'maybe'"),
+    ("mixed", ["bob", "name=alice"], "NAME given twice"),
+    ("mixed", ["count=1", "count=2", "x"], "COUNT given twice"),
+    ("needs_kw", [], "missing LEVEL"),
+    ("plain", ["x"], "too many arguments (1 given)"),
+])
+def test_binding_errors(name, words, problem):
+    with pytest.raises(ArgumentError) as caught:
+        TABLE[name].bind(words)
+    assert str(caught.value) == problem
+
+
+def test_session_is_never_filled_from_the_line():
+    args, kwargs = TABLE["mixed"].bind(["bob", "1", "session=evil"], session="real")
+    assert kwargs["session"] == "real" and "session=evil" in args
+
+
+def test_tables_are_per_class_and_inherited():
+    class Child(Sample):
+        def cmd_extra(self):
+            """More"""
+
+    assert "extra" in commands_of(Child) and "plain" in commands_of(Child)
+    assert "extra" not in TABLE

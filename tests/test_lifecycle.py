@@ -1,0 +1,220 @@
+"""Loading, starting, restarting and stopping services (no sockets)."""
+
+import logging
+import textwrap
+
+import pytest
+
+from smanager import SService
+from smanager.lifecycle import start_service, stop_service
+from smanager.manager import Manager, Peer
+from smanager.protocol import SEPARATOR, parse_line, render_reply
+from smanager.service import State
+
+SEP = SEPARATOR + "\n"
+
+JOURNAL = """
+import asyncio
+from smanager import SService
+
+EVENTS = []
+
+
+class {cls}(SService):
+    '''{doc}'''
+
+    async def start(self):
+        EVENTS.append("start {cls}")
+        self.run_in_background(self._tick())
+
+    async def _tick(self):
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            EVENTS.append("background stopped {cls}")
+
+    async def stop(self):
+        EVENTS.append("stop {cls}")
+
+    def cleanup(self):
+        EVENTS.append("cleanup {cls}")
+
+    async def cmd_version(self):
+        '''Which code runs'''
+        return "{version}"
+"""
+
+
+def write(directory, filename, source):
+    (directory / filename).write_text(textwrap.dedent(source))
+
+
+def journal(directory, filename, cls, version="v1", doc="A journal service"):
+    write(directory, filename, JOURNAL.format(cls=cls, version=version, doc=doc))
+
+
+async def ask(manager, line):
+    reply = await manager.execute(parse_line(line.encode()), Peer("test:1"))
+    return render_reply(reply).decode()
+
+
+def events(manager, name):
+    return __import__("sys").modules[type(manager.catalog.services[name].instance).__module__].EVENTS
+
+
+@pytest.fixture
+async def started(tmp_path):
+    journal(tmp_path, "a_first.py", "First")
+    journal(tmp_path, "b_second.py", "Second")
+    manager = Manager([tmp_path], hook_timeout=1.0)
+    await manager.start()
+    yield manager, tmp_path
+    await manager.stop()
+
+
+async def test_services_start_in_order_and_stop_in_reverse(started):
+    manager, _ = started
+    first, second = events(manager, "first"), events(manager, "second")
+    await manager.stop()
+    assert first == ["start First", "stop First", "background stopped First", "cleanup First"]
+    assert second[0] == "start Second"
+    assert manager.catalog.services == {}
+
+
+async def test_restart_loads_edited_code(started):
+    manager, directory = started
+    assert await ask(manager, "first version") == "v1\n" + SEP
+    journal(directory, "a_first.py", "First", version="v2")
+    assert await ask(manager, "restart") == "restarted: first second\n" + SEP
+    assert await ask(manager, "first version") == "v2\n" + SEP
+
+
+async def test_restart_one_service(started):
+    manager, directory = started
+    old_second = manager.catalog.services["second"].instance
+    journal(directory, "a_first.py", "First", version="v2")
+    assert await ask(manager, "restart FIRST") == "restarted: first\n" + SEP
+    assert await ask(manager, "first version") == "v2\n" + SEP
+    assert manager.catalog.services["second"].instance is old_second
+    assert list(manager.catalog.services) == ["first", "second"]
+
+
+async def test_broken_new_code_keeps_the_old_instance_running(started):
+    manager, directory = started
+    write(directory, "a_first.py", "def broken(:\n")
+    reply = await ask(manager, "restart")
+    assert reply.startswith("first: kept running the old code: SyntaxError: invalid syntax")
+    assert await ask(manager, "first version") == "v1\n" + SEP
+    assert manager.catalog.services["first"].instance.state is State.RUNNING
+    reply = await ask(manager, "restart first")
+    assert reply.startswith("first: kept running the old code: SyntaxError")
+
+
+async def test_restart_picks_up_a_new_file_and_drops_a_removed_one(started):
+    manager, directory = started
+    journal(directory, "c_third.py", "Third")
+    (directory / "b_second.py").unlink()
+    assert await ask(manager, "restart") == "restarted: first third\n" + SEP
+    assert list(manager.catalog.services) == ["first", "third"]
+
+
+async def test_a_file_that_fails_to_import_does_not_stop_the_others(tmp_path, caplog):
+    journal(tmp_path, "good.py", "Good")
+    write(tmp_path, "bad.py", "import no_such_module_here\n")
+    manager = Manager([tmp_path])
+    with caplog.at_level(logging.ERROR):
+        await manager.start()
+    try:
+        assert list(manager.catalog.services) == ["good"]
+        assert "cannot load services from bad.py" in caplog.text
+        help_text = await ask(manager, "help")
+        assert ("Failed to load:\n    bad: failed to load: ModuleNotFoundError: "
+                "No module named 'no_such_module_here'\n\n") in help_text
+        assert (await ask(manager, "help -s")).count("\n") == 4  # still three lines + separator
+        assert await ask(manager, "help bad") == (
+            "bad: failed to load: ModuleNotFoundError: No module named "
+            "'no_such_module_here'\n" + SEP)
+        # Fixed on disk, then restarted by name.
+        journal(tmp_path, "bad.py", "Bad")
+        assert await ask(manager, "restart bad") == "restarted: bad\n" + SEP
+        assert "Failed to load" not in await ask(manager, "help")
+    finally:
+        await manager.stop()
+
+
+async def test_a_service_whose_start_fails_is_reported(tmp_path):
+    write(tmp_path, "sulky.py", """
+        from smanager import SService
+
+        class Sulky(SService):
+            async def start(self):
+                raise OSError("port 80 is taken")
+    """)
+    journal(tmp_path, "good.py", "Good")
+    manager = Manager([tmp_path])
+    await manager.start()
+    try:
+        assert list(manager.catalog.services) == ["good"]
+        assert manager.catalog.failures["sulky"].reason == (
+            "failed to start: OSError: port 80 is taken")
+    finally:
+        await manager.stop()
+
+
+async def test_names_that_cannot_be_used(tmp_path):
+    write(tmp_path, "names.py", """
+        from smanager import SService
+
+        class Help(SService):
+            pass
+
+        class Twice(SService):
+            pass
+
+        class Again(SService):
+            name = "twice"
+
+        class Spaced(SService):
+            name = "two words"
+    """)
+    manager = Manager([tmp_path])
+    await manager.start()
+    try:
+        assert list(manager.catalog.services) == ["twice"]
+        failures = {k: v.reason for k, v in manager.catalog.failures.items()}
+        assert failures == {
+            "help": "not loaded: that name is a built-in command",
+            "twice": "not loaded: another service already has that name",
+            "two words": "not loaded: a service name is letters, digits, '_', '.', '-' (64 at most)",
+        }
+    finally:
+        await manager.stop()
+
+
+async def test_a_hook_that_hangs_is_bounded():
+    class Stubborn(SService):
+        async def stop(self):
+            import asyncio
+            await asyncio.sleep(3600)
+
+    service = Stubborn()
+    assert await start_service(service, timeout=0.05) is None
+    await stop_service(service, timeout=0.05)
+    assert service.state is State.STOPPED
+
+
+async def test_a_start_that_hangs_fails():
+    class Slow(SService):
+        async def start(self):
+            import asyncio
+            await asyncio.sleep(3600)
+
+    service = Slow()
+    assert await start_service(service, timeout=0.05) == "start() timed out"
+    assert service.state is State.FAILED
+
+
+def test_states_change_only_along_the_table():
+    service = SService()
+    with pytest.raises(RuntimeError, match="cannot go from new to running"):
+        service._change_state(State.RUNNING)

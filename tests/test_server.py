@@ -1,0 +1,181 @@
+"""The wire rules over real sockets, against an in-process server on port 0."""
+
+import asyncio
+import socket
+
+import pytest
+
+from conftest import SEP_LINE, TIMEOUT, LineClient, running_server
+from smanager.protocol import SEPARATOR
+
+SEP = SEPARATOR + "\n"
+BANNER = ("*" * 50 + "\nService Manager\n" + "*" * 50 + "\nAvailable Services:\n"
+          "-scrapman\n-systemstatus\n-testsvc\n" + SEP)
+IAC, IP, DO, WILL, TM = 255, 244, 253, 251, 6
+
+
+async def test_banner(client):
+    assert client.banner.decode() == BANNER
+
+
+async def test_pipelined_lines_are_answered_in_order(client):
+    await client.send(b"".join(b"systemstatus echo %d\n" % i for i in range(50)))
+    for i in range(50):
+        assert (await client.reply()).decode() == f"{i}\n" + SEP
+
+
+async def test_blank_lines_get_no_reply(client):
+    await client.send(b"\n\r\n   \nsystemstatus echo after\n")
+    assert (await client.reply()).decode() == "after\n" + SEP
+
+
+async def test_not_utf8_is_an_error_and_the_connection_goes_on(client):
+    await client.send(b"systemstatus echo \xc3\x28 \xfe\x80\n")  # (0xFF would be telnet IAC)
+    assert (await client.reply()).decode() == "ERROR: line is not valid UTF-8\n" + SEP
+    assert await client.ask("systemstatus echo ok") == "ok\n" + SEP
+
+
+async def test_garbage_bytes_get_one_line_errors(client):
+    await client.send(b"\x00\x01\x02\x1b[A\x7f\n")
+    reply = (await client.reply()).decode()
+    assert reply.startswith("ERROR: unknown command") and reply.count("\n") == 2
+    assert await client.ask("systemstatus echo ok") == "ok\n" + SEP
+
+
+async def test_an_oversized_line_closes_the_connection_and_its_tail_never_runs(server):
+    client = await LineClient.connect(server.address[1])
+    await client.send(b"x" * 70_000 + b"kill\n")
+    assert (await client.read_all()).decode() == (
+        "ERROR: line longer than 65536 bytes; closing the connection\n" + SEP)
+    assert not server.manager.shutdown_requested.is_set()
+    other = await LineClient.connect(server.address[1])
+    assert await other.ask("systemstatus echo alive") == "alive\n" + SEP
+    await other.close()
+
+
+@pytest.mark.parametrize("request_bytes", [
+    b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\nkill\n",
+    b"GET /kill HTTP/1.1\r\n\r\n",
+    b"Host: localhost:10000\r\nkill\n",
+])
+async def test_http_is_closed_without_running_anything(server, request_bytes):
+    client = await LineClient.connect(server.address[1])
+    await client.send(request_bytes)
+    assert await client.read_all() == b""
+    assert not server.manager.shutdown_requested.is_set()
+
+
+async def test_half_close_runs_the_last_unterminated_line(server):
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.address[1])
+    writer.write(b"systemstatus echo one\nsystemstatus echo two")
+    writer.write_eof()
+    data = await asyncio.wait_for(reader.read(), TIMEOUT)
+    assert data.decode() == BANNER + "one\n" + SEP + "two\n" + SEP
+    writer.close()
+
+
+async def test_an_unterminated_first_line_runs_after_a_pause_then_closes(server):
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.address[1])
+    writer.write(b"systemstatus echo alone")  # no newline, no half-close: netcat-openbsd
+    data = await asyncio.wait_for(reader.read(), TIMEOUT)
+    assert data.decode() == BANNER + "alone\n" + SEP
+    writer.close()
+
+
+async def test_an_unterminated_later_line_waits(client):
+    await client.send(b"systemstatus echo first\nsystemstatus echo sec")
+    assert (await client.reply()).decode() == "first\n" + SEP
+    await client.send(b"ond\n")  # the server kept the connection and the partial line
+    assert (await client.reply()).decode() == "second\n" + SEP
+
+
+async def test_quit_closes(client):
+    await client.send(b"quit\nsystemstatus echo never\n")
+    assert (await client.read_all()).decode() == "bye\n" + SEP
+
+
+async def test_a_stream_arrives_chunk_by_chunk_and_stops_when_the_client_leaves(server):
+    client = await LineClient.connect(server.address[1])
+    await client.send(b"testsvc forever\n")
+    for i in range(1, 4):
+        line = await asyncio.wait_for(client.reader.readline(), TIMEOUT)
+        assert line == b"tick %d\n" % i
+    await client.close()
+    testsvc = server.manager.catalog.services["testsvc"].instance
+    await asyncio.wait_for(testsvc.stream_closed.wait(), TIMEOUT)
+
+
+async def test_a_finite_stream_ends_with_the_separator(client):
+    assert await client.ask("testsvc count 3") == "1\n2\n3\n" + SEP
+
+
+async def test_telnet_ctrl_c_stops_the_command_and_keeps_the_session(server, client):
+    await client.send(b"testsvc forever\n")
+    assert await asyncio.wait_for(client.reader.readline(), TIMEOUT) == b"tick 1\n"
+    await client.send(bytes([IAC, IP, IAC, DO, TM]))
+    rest = await client.reply()
+    assert bytes([IAC, WILL, TM]) in rest
+    assert rest.endswith(b"ERROR: interrupted\n" + SEP_LINE)
+    testsvc = server.manager.catalog.services["testsvc"].instance
+    await asyncio.wait_for(testsvc.stream_closed.wait(), TIMEOUT)
+    assert await client.ask("systemstatus echo still here") == "still here\n" + SEP
+
+
+async def test_ctrl_c_discards_the_partial_line(client):
+    await client.send(b"kil" + bytes([IAC, IP]) + b"systemstatus echo clean\n")
+    assert (await client.reply()).decode() == "clean\n" + SEP
+
+
+async def test_a_slow_blocking_command_delays_no_other_client(server, client):
+    other = await LineClient.connect(server.address[1])
+    await client.send(b"testsvc block 1\n")
+    assert await asyncio.wait_for(other.ask("systemstatus echo fast"), 0.8) == "fast\n" + SEP
+    assert (await client.reply()).decode() == "blocked 1\n" + SEP
+    await other.close()
+
+
+async def test_a_command_over_its_time_limit_is_an_error():
+    async with running_server(command_timeout=0.1) as server:
+        client = await LineClient.connect(server.address[1])
+        assert await client.ask("testsvc sleep 10") == (
+            "ERROR: testsvc sleep timed out after 0.1 s\n" + SEP)
+        await client.close()
+
+
+async def test_restart_keeps_connections_open(server):
+    idle = await LineClient.connect(server.address[1])
+    admin = await LineClient.connect(server.address[1])
+    assert await admin.ask("restart") == "restarted: scrapman systemstatus testsvc\n" + SEP
+    assert await idle.ask("systemstatus echo still") == "still\n" + SEP
+    await idle.close()
+    await admin.close()
+
+
+async def test_kill_finishes_commands_in_flight_then_closes_everything():
+    async with running_server() as server:
+        serving = asyncio.create_task(server.serve_until_shutdown())
+        port = server.address[1]
+        busy = await LineClient.connect(port)
+        idle = await LineClient.connect(port)
+        admin = await LineClient.connect(port)
+        await busy.send(b"testsvc sleep 0.3\nsystemstatus echo never\n")
+        await admin.send(b"kill\n")
+        assert (await admin.read_all()).decode() == "shutting down\n" + SEP
+        assert (await busy.read_all()).decode() == "slept 0.3\n" + SEP
+        assert await idle.read_all() == b""
+        await asyncio.wait_for(serving, TIMEOUT)
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        assert server.manager.catalog.services == {}  # every service stopped
+
+
+async def test_a_command_that_will_not_finish_is_cut_off_at_shutdown():
+    async with running_server(shutdown_timeout=0.2) as server:
+        serving = asyncio.create_task(server.serve_until_shutdown())
+        stuck = await LineClient.connect(server.address[1])
+        await stuck.send(b"testsvc forever\n")
+        await asyncio.wait_for(stuck.reader.readline(), TIMEOUT)
+        server.manager.request_shutdown()
+        tail = (await stuck.read_all()).decode()
+        assert tail.endswith("ERROR: server is shutting down\n" + SEP)
+        await asyncio.wait_for(serving, TIMEOUT)
