@@ -1,0 +1,79 @@
+"""Running a coroutine's first step now, and the rest later in a task.
+
+Most commands (``echo``, ``help``) finish without ever waiting.  Sending each
+request to a task costs an event-loop iteration and a task, which is most of a
+request's cost on loopback.  So a connection runs a request straight away, in
+the callback that received it, *on behalf of* its own long-lived task:
+
+- ``act_as(task)`` ... ``stop_acting(task)`` make that task the current one, so a
+  command's ``asyncio.timeout()``, ``TaskGroup`` or ``current_task()`` see the
+  task that will also run the rest of it.  (This is what Python 3.12's eager
+  tasks do; 3.11 has no public way, so it uses asyncio's own _enter_task and
+  _leave_task, the functions every task step uses.)
+- ``first_step(coroutine)`` runs a coroutine up to its first real wait.  It is
+  either finished (``Done``) or suspended on a future.
+- ``resume(coroutine, waiting_on)`` is an awaitable that, awaited in the task,
+  carries the suspended coroutine on: it hands the future to the task and
+  relays whatever the task sends or throws (a result, a cancellation).
+"""
+
+import asyncio
+import types
+
+from asyncio.tasks import _enter_task, _leave_task
+
+
+class Done:
+    """A coroutine that finished in its first step."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+
+def act_as(task):
+    """Make ``task`` current; returns whether stop_acting() must undo it.
+
+    (A plain function pair rather than a context manager: this is on every
+    request's path, and it is called once per batch of lines.)
+    """
+    loop = task.get_loop()
+    if asyncio.current_task(loop) is task:  # already running inside it
+        return False
+    _enter_task(loop, task)
+    return True
+
+
+def stop_acting(task):
+    _leave_task(task.get_loop(), task)
+
+
+def first_step(coroutine):
+    """Run to the first suspension: Done(value), or what it waits on.
+
+    Exceptions raised before the first suspension propagate to the caller.
+    """
+    try:
+        waiting_on = coroutine.send(None)
+    except StopIteration as stop:
+        return Done(stop.value)
+    return waiting_on
+
+
+@types.coroutine
+def resume(coroutine, waiting_on):
+    """Continue a coroutine that first_step() left suspended on ``waiting_on``."""
+    try:
+        while True:
+            try:
+                sent = yield waiting_on
+            except GeneratorExit:
+                coroutine.close()
+                raise
+            except BaseException as exc:  # a cancellation, or anything the task throws
+                waiting_on = coroutine.throw(exc)
+            else:
+                waiting_on = coroutine.send(sent)
+    except StopIteration as stop:
+        return stop.value
