@@ -14,9 +14,10 @@ restart; a request only reads it.  Names resolve in this order:
 import asyncio
 import inspect
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import NamedTuple
 
 from . import errors, help as help_text, protocol
 from .lifecycle import overrides
@@ -66,8 +67,7 @@ class Failure:
     whole_file: bool = False  # the file did not import, so no class is known
 
 
-@dataclass(frozen=True)
-class Target:
+class Target(NamedTuple):
     """What a request resolved to: a command, its service (None for a built-in), its words."""
 
     service: Loaded | None

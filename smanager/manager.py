@@ -57,18 +57,23 @@ class Manager:
 
     # -- requests ----------------------------------------------------------------
 
-    async def execute(self, request, peer):
-        """Run one parsed request for a client; always returns a Reply."""
+    def begin(self, request, peer):
+        """Begin one parsed request: a Reply, or a coroutine that finishes it."""
         target = self.catalog.resolve(request.words)
-        if isinstance(target, str):
+        if type(target) is str:
             return Reply(error=target)
         service = target.service
         if service is None:
-            return await self.runner.run(target, self.builtins, None)
+            return self.runner.begin(target, self.builtins, None)
         session = None
         if target.command.wants_session or service.tracks_clients:
             session = peer.session_for(service)
-        return await self.runner.run(target, service.instance, session)
+        return self.runner.begin(target, service.instance, session)
+
+    async def execute(self, request, peer):
+        """Run one parsed request to the end; always returns a Reply."""
+        outcome = self.begin(request, peer)
+        return outcome if isinstance(outcome, Reply) else await outcome
 
     async def client_left(self, peer):
         """Tell each service the client used (and that wants to know) it has gone."""

@@ -19,7 +19,7 @@
 import json
 import re
 import shlex
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from . import errors
 
@@ -35,8 +35,7 @@ _HTTP_REQUEST = re.compile(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Request:
+class Request(NamedTuple):
     """One parsed line: its words, and the line as typed (for error messages)."""
 
     words: tuple
@@ -83,6 +82,9 @@ class Preformatted(str):
 
 def to_text(value):
     """What a command returned, as reply text ending in exactly one newline."""
+    if type(value) is str:  # the common case, first
+        value = value.rstrip("\n")
+        return value + "\n" if value else ""
     if isinstance(value, Preformatted):
         return value
     if value is None:

@@ -1,6 +1,7 @@
 """Running one resolved command, whatever it does, and turning that into a Reply.
 
-- ``async def`` runs on the loop under the time limit.
+- ``async def`` runs on the loop.  Its first step runs at once (most commands
+  finish there); if it has to wait, the rest runs under the time limit.
 - ``def`` runs in a worker thread, so it cannot stall other clients.  A
   service's plain commands run one at a time unless it sets ``concurrent``; a
   command that overruns its limit keeps its service's turn until its thread
@@ -16,7 +17,7 @@ import functools
 import logging
 from dataclasses import dataclass
 
-from . import errors, help as help_text, protocol
+from . import eager, errors, help as help_text, protocol
 from .commands import Kind
 
 log = logging.getLogger("smanager.runner")
@@ -79,10 +80,10 @@ class Runner:
         self.executor = executor
         self.default_timeout = default_timeout
 
-    async def run(self, target, instance, session):
+    def begin(self, target, instance, session):
+        """Begin a command: its Reply if it is done at once, else a coroutine
+        that finishes it (awaited by the connection's task; see eager.py)."""
         service, command = target.service, target.command
-        label = (command.name if service is None or command.toplevel
-                 else f"{service.name} {command.name}")
         try:
             args, kwargs = command.bind(target.words, session)
         except errors.ArgumentError as exc:
@@ -91,39 +92,65 @@ class Runner:
         # Built-ins (help, restart) are ours and bound their own work.
         timeout = None if service is None else (
             self.default_timeout if service.timeout is None else service.timeout)
+        if command.kind is Kind.BLOCKING:
+            call = functools.partial(command.function, instance, *args, **kwargs)
+            return self._in_thread(call, target, timeout)
         if command.kind is Kind.STREAM:
             return Reply(stream=Stream(command.function(instance, *args, **kwargs),
-                                       timeout, label))
-        waiting = [False]
+                                       timeout, _label(target)))
+        coroutine = command.function(instance, *args, **kwargs)
+        try:
+            step = eager.first_step(coroutine)
+        except (Exception, asyncio.CancelledError) as exc:
+            return Reply(error=_failure(exc, None, _label(target), timeout))
+        if type(step) is eager.Done:
+            return _as_reply(step.value)
+        return self._resumed(coroutine, step, target, timeout)
+
+    async def _resumed(self, coroutine, waiting_on, target, timeout):
         deadline = None
         try:
             async with asyncio.timeout(timeout) as deadline:
-                if command.kind is Kind.ASYNC:
-                    value = await command.function(instance, *args, **kwargs)
-                else:
-                    call = functools.partial(command.function, instance, *args, **kwargs)
-                    value = await self._in_thread(call, service and service.lock, waiting)
+                value = await eager.resume(coroutine, waiting_on)
         except Exception as exc:  # noqa: BLE001 - every failure is a reply
-            if waiting[0] and deadline.expired():
-                return Reply(error=errors.busy(label, timeout))
-            return Reply(error=_failure(exc, deadline, label, timeout))
-        return value if isinstance(value, Reply) else Reply(value)
+            return Reply(error=_failure(exc, deadline, _label(target), timeout))
+        return _as_reply(value)
 
-    async def _in_thread(self, call, lock, waiting):
-        if lock is not None:
-            waiting[0] = True
-            await lock.acquire()
-            waiting[0] = False
+    async def _in_thread(self, call, target, timeout):
+        lock = target.service and target.service.lock
+        deadline, waiting = None, False
         try:
-            future = asyncio.get_running_loop().run_in_executor(self.executor, call)
-        except BaseException:
-            if lock is not None:
-                lock.release()
-            raise
-        future.add_done_callback(functools.partial(_thread_done, lock))
-        # shield: if we stop waiting (time limit, Ctrl-C), the thread still runs
-        # and keeps the lock until it really ends.
-        return await asyncio.shield(future)
+            async with asyncio.timeout(timeout) as deadline:
+                if lock is not None:
+                    waiting = True
+                    await lock.acquire()
+                    waiting = False
+                try:
+                    future = asyncio.get_running_loop().run_in_executor(self.executor, call)
+                except BaseException:
+                    if lock is not None:
+                        lock.release()
+                    raise
+                future.add_done_callback(functools.partial(_thread_done, lock))
+                # shield: if we stop waiting (time limit, Ctrl-C), the thread still
+                # runs, and keeps its service's turn until it really ends.
+                value = await asyncio.shield(future)
+        except Exception as exc:  # noqa: BLE001 - every failure is a reply
+            if waiting and deadline.expired():
+                return Reply(error=errors.busy(_label(target), timeout))
+            return Reply(error=_failure(exc, deadline, _label(target), timeout))
+        return _as_reply(value)
+
+
+def _label(target):
+    service, command = target.service, target.command
+    if service is None or command.toplevel:
+        return command.name
+    return f"{service.name} {command.name}"
+
+
+def _as_reply(value):
+    return value if isinstance(value, Reply) else Reply(value)
 
 
 def _thread_done(lock, future):

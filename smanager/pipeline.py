@@ -1,0 +1,210 @@
+"""The lines of one connection, run in order.
+
+Each connection has one task, its worker.  A line runs at once, in the
+callback that received it, acting as the worker (see eager.py); only a request
+that has to wait (a plain command's thread, an async command that sleeps, a
+stream, a full send buffer) is handed to the worker as a job, and the lines
+behind it wait their turn.  So pipelined requests are answered in order, and a
+request that finishes at once costs no task switch.
+"""
+
+import asyncio
+import collections
+
+from . import eager, errors, framing, protocol
+from .runner import Reply
+
+QUEUE_HIGH, QUEUE_LOW = 256, 64  # lines waiting before we stop reading, and resume
+DRAIN = object()  # a job: wait until the client has read what we sent
+
+
+class Pipeline:
+    def __init__(self, manager, peer, transport, max_line):
+        self.manager = manager
+        self.peer = peer
+        self.transport = transport
+        self.max_line = max_line
+        self.queue = collections.deque()
+        self.worker = None  # the connection's task, made when the first line arrives
+        self.closing = False  # run nothing more
+        self.finish_then_close = False  # no more input will come: close when the queue is done
+        self._job = None  # handed to the worker: a coroutine, a streaming Reply, or DRAIN
+        self._wakeup = None  # the future an idle worker waits on
+        self._running = False  # the worker is inside a job
+        self._cancel_reason = None  # the error to reply when the running job is cancelled
+        self._write_paused = False
+        self._drain_waiter = None
+
+    @property
+    def idle(self):
+        return self._job is None
+
+    # -- input -------------------------------------------------------------------
+
+    def add(self, raw):
+        self.queue.append(raw)
+        if len(self.queue) == QUEUE_HIGH:
+            self.transport.pause_reading()
+
+    def overflowed(self):
+        """The line limit was passed: answer what came before, then an error, then close."""
+        self.queue.append(framing.OVERFLOW)
+        self.closing = True
+        self.transport.pause_reading()
+
+    def interrupt(self, reason):
+        """Ctrl-C or shutdown: drop waiting lines, stop the job with an error reply."""
+        self.queue.clear()
+        if self._running:
+            self._cancel_reason = reason
+            self.worker.cancel()
+        elif self._job is not None and self._job is not DRAIN:
+            self._drop_job(Reply(error=reason))
+
+    def shut(self):
+        """Run nothing new; close now if idle, else once the current job ends."""
+        self.closing = True
+        self.queue.clear()
+        if self._job is None:
+            self.transport.close()
+        else:
+            self.transport.pause_reading()
+
+    def lost(self):
+        """The transport is gone: stop everything."""
+        self.closing = True
+        self._drop_job(None)
+        if self.worker is not None:
+            self.worker.cancel()
+        if self._drain_waiter is not None and not self._drain_waiter.done():
+            self._drain_waiter.set_exception(ConnectionResetError("connection lost"))
+
+    # -- running -----------------------------------------------------------------
+
+    def advance(self):
+        """Run queued lines now, acting as the worker, until one has to wait."""
+        if self._job is not None or self.transport.is_closing():
+            return
+        if self.queue and self.worker is None:
+            self.worker = asyncio.get_running_loop().create_task(self._work())
+        acting = self.queue and eager.act_as(self.worker)
+        try:
+            while self.queue:
+                if self._write_paused:
+                    return self._hand_over(DRAIN)
+                item = self.queue.popleft()
+                if len(self.queue) == QUEUE_LOW:
+                    self.transport.resume_reading()
+                if item is framing.OVERFLOW:
+                    self._write(protocol.render_error(errors.line_too_long(self.max_line)))
+                    self.closing = True
+                    break
+                job = self._begin(item)
+                if job is not None:
+                    return self._hand_over(job)
+        finally:
+            if acting:
+                eager.stop_acting(self.worker)
+        if self.closing or self.finish_then_close:
+            self.transport.close()
+
+    def _begin(self, raw):
+        """Start one line; write its reply if done, else return the job left to do."""
+        try:
+            request = protocol.parse_line(raw)
+        except protocol.ParseError as exc:
+            self._write(protocol.render_error(str(exc)))
+            return None
+        if request is None:
+            return None
+        outcome = self.manager.begin(request, self.peer)
+        if type(outcome) is Reply and outcome.stream is None:
+            self._write(protocol.render_reply(outcome))
+            self._after(outcome)
+            return None
+        return outcome
+
+    def _after(self, reply):
+        if reply.close:
+            self.closing = True
+            self.queue.clear()
+
+    def _hand_over(self, job):
+        self._job = job
+        if self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
+
+    def _drop_job(self, replacement):
+        """Replace a job the worker has not started (a running one is cancelled instead)."""
+        if self._running or self._job is None:
+            return
+        if asyncio.iscoroutine(self._job):
+            self._job.close()
+        self._job = replacement
+
+    async def _work(self):
+        loop = asyncio.get_running_loop()
+        try:
+            while not self.transport.is_closing():
+                if self._job is None:
+                    self._wakeup = loop.create_future()
+                    await self._wakeup
+                    continue
+                await self._finish(self._job)
+                self._job = None
+                self.advance()
+        except (asyncio.CancelledError, ConnectionError):
+            pass  # the client has gone, or the server is closing the connection
+        finally:
+            self.worker = None
+
+    async def _finish(self, job):
+        self._running = True
+        try:
+            if job is not DRAIN:
+                reply = job if type(job) is Reply else await job
+                if reply.stream is not None:
+                    await self._send_stream(reply.stream)
+                else:
+                    self._write(protocol.render_reply(reply))
+                self._after(reply)
+        except asyncio.CancelledError:
+            if self._cancel_reason is None:
+                raise
+            asyncio.current_task().uncancel()
+            self._write(protocol.render_error(self._cancel_reason))
+            self._cancel_reason = None
+        finally:
+            self._running = False
+        await self._drain()
+
+    async def _send_stream(self, stream):
+        try:
+            async for text in stream:
+                self._write(protocol.render_body(text))
+                await self._drain()
+        finally:
+            await stream.aclose()
+        self._write(protocol.render_end(stream.error))
+
+    # -- output ------------------------------------------------------------------
+
+    def _write(self, data):
+        if not self.transport.is_closing():
+            self.transport.write(data)
+
+    def pause_writing(self):
+        self._write_paused = True
+
+    def resume_writing(self):
+        self._write_paused = False
+        if self._drain_waiter is not None and not self._drain_waiter.done():
+            self._drain_waiter.set_result(None)
+
+    async def _drain(self):
+        if self._write_paused and not self.transport.is_closing():
+            self._drain_waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._drain_waiter
+            finally:
+                self._drain_waiter = None
