@@ -10,6 +10,10 @@ import unicodedata
 ECHO_LIMIT = 60
 LINE_LIMIT = 400
 
+# What service code may raise that must not take the server down with it: a
+# command calling sys.exit() (argparse does) ends in a reply, not an exit.
+SERVICE_FAILURES = (Exception, SystemExit, KeyboardInterrupt)
+
 NOT_UTF8 = "line is not valid UTF-8"
 UNBALANCED_QUOTES = "unbalanced quotes"
 INTERRUPTED = "interrupted"
@@ -28,23 +32,27 @@ class ArgumentError(ValueError):
     """The words of a request do not fit the command's signature."""
 
 
+def _printable(text):
+    """No control or format characters: they could drive the admin's terminal."""
+    if text.isprintable():
+        return text
+    return "".join("?" if unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp") else char
+                   for char in text)
+
+
+def _shortened(text, limit):
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def shown(text, limit=ECHO_LIMIT):
-    """User input made safe to echo: printable, one line, and short."""
-    cleaned = "".join(
-        "?" if unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp") else char
-        for char in text.replace("\r", "").replace("\n", "")
-    )
-    if len(cleaned) > limit:
-        cleaned = cleaned[: limit - 3] + "..."
-    return repr(cleaned)
+    """User input made safe to echo: printable, one line, short, and quoted."""
+    return repr(_shortened(_printable(text.replace("\r", "").replace("\n", "")), limit))
 
 
 def as_line(message):
-    """Any message as a single bounded line, prefixed for the wire."""
-    line = " ".join(str(message).split())
-    if len(line) > LINE_LIMIT:
-        line = line[: LINE_LIMIT - 3] + "..."
-    return "ERROR: " + line
+    """Any message as a single printable, bounded line, prefixed for the wire."""
+    line = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+    return "ERROR: " + _shortened(_printable(line), LINE_LIMIT)
 
 
 def line_too_long(limit):
@@ -76,18 +84,27 @@ def busy(label, seconds):
             "which is still running an earlier command")
 
 
+def _detail(exc):
+    try:
+        return str(exc)
+    except Exception:  # noqa: BLE001 - an exception whose __str__ fails still gets a reply
+        return "(its message could not be shown)"
+
+
 def failed(label, exc):
     """A service raised: the client gets the exception's type and message only."""
     if isinstance(exc, CommandError):
-        return str(exc) or f"{label} failed"
-    detail = str(exc)
-    kind = type(exc).__name__
-    return f"{label} failed: {kind}: {detail}" if detail else f"{label} failed: {kind}"
+        return _detail(exc) or f"{label} failed"
+    return f"{label} failed: {describe_exception(exc)}"
+
+
+def not_running(name, state):
+    return f"{name} is {state} (restarting?); try again"
 
 
 def describe_exception(exc):
-    """A load or start failure as one line, for logs and help."""
+    """An exception as one line, for replies, logs and help."""
     if isinstance(exc, SyntaxError):
         return f"SyntaxError: {exc.msg} (line {exc.lineno})"
-    detail = str(exc)
+    detail = _detail(exc)
     return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__

@@ -28,11 +28,10 @@ BANNER_RULE = "*" * 50
 BANNER_TITLE = "Service Manager"
 _SEPARATOR_BYTES = (SEPARATOR + "\n").encode()
 _SHELL_SPECIALS = frozenset("'\"\\")
-_HTTP_REQUEST = re.compile(
-    rb"^(?:(?:GET|POST|PUT|HEAD|DELETE|OPTIONS|PATCH|CONNECT|TRACE|PROPFIND)\s"
-    rb"|[A-Z]+ \S+ HTTP/\d|host:)",
-    re.IGNORECASE,
-)
+# A request line (an upper-case method, then a path, "*" or a URL; or anything
+# ending in an HTTP version), or a Host header.  Case matters for the method,
+# so a command an admin types ("get x", "delete old") is never mistaken for it.
+_HTTP_REQUEST = re.compile(rb"^(?:[A-Z]+ (?:/|\*|https?://)|[A-Z]+ \S+ HTTP/\d|[Hh][Oo][Ss][Tt]:)")
 
 
 class Request(NamedTuple):
@@ -94,9 +93,15 @@ def to_text(value):
     elif isinstance(value, bool):
         value = "true" if value else "false"
     elif isinstance(value, (dict, list, tuple)):
-        value = json.dumps(value, indent=2, default=str, ensure_ascii=False)
+        try:
+            value = json.dumps(value, indent=2, default=str, ensure_ascii=False)
+        except (TypeError, ValueError):  # e.g. keys JSON cannot have
+            value = repr(value)
     elif not isinstance(value, str):
-        value = str(value)
+        try:
+            value = str(value)
+        except Exception:  # noqa: BLE001 - a reply must be sent whatever the value
+            value = repr(value)
     value = value.rstrip("\n")
     return value + "\n" if value else ""
 

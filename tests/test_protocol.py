@@ -38,13 +38,16 @@ def test_parse_errors(raw, message):
 
 @pytest.mark.parametrize("raw", [
     b"GET / HTTP/1.1", b"POST /x HTTP/1.0", b"PUT /", b"OPTIONS * HTTP/1.1",
-    b"Host: localhost:10000", b"HOST:x", b"BREW /pot HTTP/1.1",
+    b"Host: localhost:10000", b"HOST:x", b"BREW /pot HTTP/1.1", b"GET http://x/ HTTP/1.1",
+    b"POST /kill", b"PROPFIND /",
 ])
 def test_http_is_recognised(raw):
     assert protocol.looks_like_http(raw)
 
 
-@pytest.mark.parametrize("raw", [b"help", b"systemstatus uptime", b"get_heartbeat", b"hostname"])
+@pytest.mark.parametrize("raw", [b"help", b"systemstatus uptime", b"get_heartbeat", b"hostname",
+                                 b"get x", b"delete old-backups", b"DELETE old", b"options list",
+                                 b"hosts list"])
 def test_commands_are_not_http(raw):
     assert not protocol.looks_like_http(raw)
 
@@ -59,6 +62,7 @@ def test_commands_are_not_http(raw):
     (1.5, "1.5\n"),
     (True, "true\n"),
     (b"bytes\xff", "bytes\ufffd\n"),
+    ({(1, 2): "tuple keys"}, "{(1, 2): 'tuple keys'}\n"),
     ({"a": [1, 2]}, '{\n  "a": [\n    1,\n    2\n  ]\n}\n'),
     (["x"], '[\n  "x"\n]\n'),
 ])
@@ -77,8 +81,8 @@ def test_preformatted_text_keeps_its_blank_line():
 
 
 def test_render_error_is_one_line():
-    wire = protocol.render_error("bad\r\nthing  here")
-    assert wire == ("ERROR: bad thing here\n" + SEP).encode()
+    wire = protocol.render_error("bad\r\nthing  here\x1b[2J\n")
+    assert wire == ("ERROR: bad thing  here?[2J\n" + SEP).encode()
 
 
 def test_render_error_is_bounded():
