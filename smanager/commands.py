@@ -20,6 +20,7 @@
 
 import enum
 import inspect
+import math
 from dataclasses import dataclass
 
 from .errors import ArgumentError
@@ -46,7 +47,14 @@ def _to_bool(text):
     raise ValueError(text)
 
 
-_CONVERTERS = {int: int, float: float, bool: _to_bool}
+def _to_finite_float(text):
+    value = float(text)
+    if not math.isfinite(value):  # "nan" would make a sleep or a limit meaningless
+        raise ValueError(text)
+    return value
+
+
+_CONVERTERS = {int: int, float: _to_finite_float, bool: _to_bool}
 _TYPE_WORDS = {int: "a whole number", float: "a number", bool: "true or false"}
 
 

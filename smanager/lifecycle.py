@@ -12,6 +12,7 @@ import asyncio
 import inspect
 import logging
 
+from . import errors
 from .errors import describe_exception
 from .service import SService, State
 
@@ -44,7 +45,7 @@ async def start_service(service, *, timeout, executor=None):
     service._change_state(State.STARTING)
     try:
         await call_hook(service, "start", timeout=timeout, executor=executor)
-    except Exception as exc:  # noqa: BLE001 - any failure of service code is reported
+    except errors.SERVICE_FAILURES as exc:  # any failure of service code is reported
         reason = ("start() timed out" if isinstance(exc, TimeoutError)
                   else describe_exception(exc))
         log.error("%s failed to start: %s", label, reason, exc_info=True)
@@ -67,6 +68,6 @@ async def stop_service(service, *, timeout, executor=None):
                     await service._cancel_background()
             else:
                 await call_hook(service, step, timeout=timeout, executor=executor)
-        except Exception:  # noqa: BLE001 - stopping goes on
+        except errors.SERVICE_FAILURES:  # stopping goes on
             log.error("%s: %s did not finish cleanly", label, step, exc_info=True)
     service._change_state(State.STOPPED)

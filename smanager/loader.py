@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import describe_exception
+from .errors import SERVICE_FAILURES, describe_exception
 from .service import SService
 
 log = logging.getLogger("smanager.loader")
@@ -73,7 +73,7 @@ def import_file(path):
             else:
                 sys.modules[name] = previous
             raise
-    except (Exception, SystemExit) as exc:  # noqa: BLE001 - a broken file is a report
+    except SERVICE_FAILURES as exc:  # a broken file is a report
         reason = describe_exception(exc)
         log.error("cannot load services from %s: %s", path.name, reason, exc_info=True)
         return ModuleScan(path, error=reason)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from . import eager, errors, help as help_text, protocol
 from .commands import Kind
+from .service import State
 
 log = logging.getLogger("smanager.runner")
 
@@ -58,7 +59,8 @@ class Stream:
         except StopAsyncIteration:
             self._generator = None
             raise
-        except Exception as exc:  # noqa: BLE001 - a failing stream ends with an error line
+        except _CAUGHT as exc:  # a failing stream ends with an error line
+            _reraise_real_cancellation(exc)
             self.error = _failure(exc, deadline, self.label, self.timeout)
             await self.aclose()
             raise StopAsyncIteration from None
@@ -69,7 +71,7 @@ class Stream:
         if generator is not None:
             try:
                 await generator.aclose()
-            except Exception:  # noqa: BLE001
+            except errors.SERVICE_FAILURES:
                 log.exception("%s: error while closing its stream", self.label)
 
 
@@ -84,6 +86,8 @@ class Runner:
         """Begin a command: its Reply if it is done at once, else a coroutine
         that finishes it (awaited by the connection's task; see eager.py)."""
         service, command = target.service, target.command
+        if service is not None and instance.state is not State.RUNNING:
+            return Reply(error=errors.not_running(service.name, instance.state.value))
         try:
             args, kwargs = command.bind(target.words, session)
         except errors.ArgumentError as exc:
@@ -101,7 +105,7 @@ class Runner:
         coroutine = command.function(instance, *args, **kwargs)
         try:
             step = eager.first_step(coroutine)
-        except (Exception, asyncio.CancelledError) as exc:
+        except _CAUGHT as exc:  # nothing can cancel a first step: any CancelledError is its own
             return Reply(error=_failure(exc, None, _label(target), timeout))
         if type(step) is eager.Done:
             return _as_reply(step.value)
@@ -112,7 +116,8 @@ class Runner:
         try:
             async with asyncio.timeout(timeout) as deadline:
                 value = await eager.resume(coroutine, waiting_on)
-        except Exception as exc:  # noqa: BLE001 - every failure is a reply
+        except _CAUGHT as exc:  # every failure is a reply
+            _reraise_real_cancellation(exc)
             return Reply(error=_failure(exc, deadline, _label(target), timeout))
         return _as_reply(value)
 
@@ -135,11 +140,23 @@ class Runner:
                 # shield: if we stop waiting (time limit, Ctrl-C), the thread still
                 # runs, and keeps its service's turn until it really ends.
                 value = await asyncio.shield(future)
-        except Exception as exc:  # noqa: BLE001 - every failure is a reply
+        except _CAUGHT as exc:  # every failure is a reply
+            _reraise_real_cancellation(exc)
             if waiting and deadline.expired():
                 return Reply(error=errors.busy(_label(target), timeout))
             return Reply(error=_failure(exc, deadline, _label(target), timeout))
         return _as_reply(value)
+
+
+_CAUGHT = (*errors.SERVICE_FAILURES, asyncio.CancelledError)
+
+
+def _reraise_real_cancellation(exc):
+    """Ctrl-C, shutdown or a lost client cancel our task: let that through.  A
+    CancelledError a command raised by itself (say, from awaiting a task that
+    someone else cancelled) is just its failure."""
+    if isinstance(exc, asyncio.CancelledError) and asyncio.current_task().cancelling():
+        raise exc
 
 
 def _label(target):

@@ -98,6 +98,10 @@ class SService:
 
     def run_in_background(self, coroutine, name=None):
         """Run a coroutine as a task that is cancelled when the service stops."""
+        if self._state not in (State.STARTING, State.RUNNING):
+            coroutine.close()
+            raise RuntimeError(f"{type(self).__name__} is {self._state.value}: "
+                               "no new background work")
         if self._background is None:
             self._background = set()
         task = asyncio.get_running_loop().create_task(coroutine, name=name)
