@@ -15,7 +15,7 @@ from . import errors
 from .builtins import UNLISTED, Builtins
 from .catalog import Catalog, Failure, Loaded
 from .commands import commands_of
-from .lifecycle import start_service, stop_service
+from .lifecycle import call_hook, start_service, stop_service
 from .loader import VALID_NAME, import_file, service_files, service_name
 from .runner import Reply, Runner
 from .service import Session
@@ -54,6 +54,8 @@ class Manager:
         self.catalog = Catalog([], self.builtin_commands, unlisted=UNLISTED)
         self.shutdown_requested = asyncio.Event()
         self._restart_lock = asyncio.Lock()
+        self._restarts = set()  # restart tasks, kept referenced until they end
+        self._stopped = False
 
     # -- requests ----------------------------------------------------------------
 
@@ -82,15 +84,10 @@ class Manager:
             if loaded is None or loaded.instance is not instance or not loaded.tracks_clients:
                 continue
             try:
-                await asyncio.wait_for(self._hook(instance.client_disconnected, session),
-                                       self.hook_timeout)
-            except Exception:  # noqa: BLE001 - a hook's failure is only logged
+                await call_hook(instance, "client_disconnected", session,
+                                timeout=self.hook_timeout, executor=self.executor)
+            except errors.SERVICE_FAILURES:  # a hook's failure is only logged
                 log.exception("%s: client_disconnected failed", name)
-
-    async def _hook(self, function, *args):
-        result = function(*args)
-        if asyncio.iscoroutine(result):
-            await result
 
     def request_shutdown(self):
         self.shutdown_requested.set()
@@ -104,12 +101,29 @@ class Manager:
         log.info("services running: %s", " ".join(s.name for s in loaded) or "none")
 
     async def stop(self):
-        await self._stop(list(self.catalog.services.values()))
-        self._publish([], {})
+        """Stop every service, in reverse order, after any restart under way."""
+        async with self._restart_lock:
+            self._stopped = True
+            await self._stop(list(self.catalog.services.values()))
+            self._publish([], {})
 
     async def restart(self, name=None):
-        """Reload and restart one service or all; returns the report for the client."""
+        """Reload and restart one service or all; returns the report for the client.
+
+        The work runs in a task of its own: a client that leaves or presses
+        Ctrl-C stops waiting for the report, not the restart half-way.
+        """
+        if self._stopped:
+            raise errors.CommandError(errors.SHUTTING_DOWN)
+        task = asyncio.get_running_loop().create_task(self._restart(name))
+        self._restarts.add(task)
+        task.add_done_callback(self._restarts.discard)
+        return await asyncio.shield(task)
+
+    async def _restart(self, name):
         async with self._restart_lock:
+            if self._stopped:
+                raise errors.CommandError(errors.SHUTTING_DOWN)
             if name is None:
                 return await self._restart_all()
             return await self._restart_one(name.lower())
@@ -195,7 +209,7 @@ class Manager:
             instance = cls()
             instance.options = dict(self.options.get(name, {}))
             commands = commands_of(cls)
-        except Exception as exc:  # noqa: BLE001 - a broken service is a report
+        except errors.SERVICE_FAILURES as exc:  # a broken service is a report
             log.exception("service %s could not be created", name)
             failures[name] = Failure(path, f"failed to load: {errors.describe_exception(exc)}")
             return None
