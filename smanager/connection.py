@@ -11,11 +11,14 @@ the connection:
   it was a one-shot request: a client whose first line has no newline and that
   then sends nothing for ``oneshot_delay`` seconds (``echo -n 'cmd' | nc host
   port`` with a netcat that never half-closes) has that text run as its only
-  command, then the connection closes, so the netcat exits by itself.
+  command, then the connection closes, so the netcat exits by itself.  A
+  client that speaks telnet, or sends its first bytes a key at a time, is a
+  person typing and never gets this treatment.
 """
 
 import asyncio
 import logging
+import socket
 
 from . import errors, framing, protocol
 from .manager import Peer
@@ -39,6 +42,7 @@ class Connection(asyncio.Protocol):
         self.peer = None
         self.lines = None  # the Pipeline, once connected
         self.lines_seen = 0
+        self.keystrokes = False  # the client sends a key at a time: never a one-shot
         self._oneshot_timer = None
 
     @property
@@ -53,6 +57,10 @@ class Connection(asyncio.Protocol):
         self.peer = Peer(format_address(transport.get_extra_info("peername")))
         self.lines = Pipeline(manager, self.peer, transport, self.framer.max_line)
         self.server.connections.add(self)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            # A client that vanished without a FIN is found and closed in hours, not never.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         transport.write(manager.catalog.banner)
         if self.server.shutting_down:
             self.begin_shutdown()
@@ -62,8 +70,8 @@ class Connection(asyncio.Protocol):
             return
         for event in self.framer.feed(data):
             self._handle(event)
-        if self.lines_seen == 0 and self.framer.partial and not self.lines.closing:
-            self._arm_oneshot()
+        if self.lines_seen == 0 and self.framer.has_partial and not self.lines.closing:
+            self._maybe_oneshot(data)
         self.lines.advance()
 
     def eof_received(self):
@@ -76,7 +84,7 @@ class Connection(asyncio.Protocol):
         return True  # keep our side open until the replies are written
 
     def connection_lost(self, exc):
-        self.server.connections.discard(self)
+        self.server.forget(self)
         self._cancel_oneshot()
         self.lines.lost()
         if self.peer.sessions:
@@ -97,7 +105,7 @@ class Connection(asyncio.Protocol):
             self.lines.interrupt(errors.INTERRUPTED)
         elif event is framing.OVERFLOW:
             self.lines.overflowed()
-        else:  # a telnet answer
+        elif not self.transport.is_closing():  # a telnet answer
             self.transport.write(event)
 
     def _line(self, raw):
@@ -112,7 +120,14 @@ class Connection(asyncio.Protocol):
         self._cancel_oneshot()
         self.lines.add(raw)
 
-    def _arm_oneshot(self):
+    def _maybe_oneshot(self, data):
+        """(Re)start the one-shot timer, unless this client is a person typing:
+        one that speaks telnet, or whose first bytes came a key at a time (a
+        character-mode telnet) would otherwise be cut off after one key."""
+        if self.framer.telnet_seen or len(data) == 1:
+            self.keystrokes = True
+        if self.keystrokes:
+            return
         self._cancel_oneshot()
         delay = self.server.config.oneshot_delay
         self._oneshot_timer = asyncio.get_running_loop().call_later(delay, self._oneshot)

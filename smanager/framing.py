@@ -7,6 +7,7 @@ The rules, in the order they apply:
    except ``DO TIMING-MARK``, answered ``WILL TIMING-MARK``: telnet sends it after
    Ctrl-C and discards all output until it is answered.  Subnegotiations
    (``IAC SB ... IAC SE``) are skipped whole.
+   Each option is refused once; a client repeating itself gets no new answer.
 2. ``IAC IP`` (Ctrl-C) and ``IAC BRK`` are an interrupt: the partial line is
    discarded and the caller is told.  ``IAC EL`` erases the partial line,
    ``IAC EC`` its last byte.
@@ -73,11 +74,17 @@ class LineFramer:
         self._telnet = b""  # an unfinished telnet command carried over from the last feed
         self._in_subnegotiation = False
         self._skipped = 0  # bytes of subnegotiation skipped so far
+        self._refused = set()  # (verb, option) already answered
+        self.telnet_seen = False  # the client has spoken telnet: it is interactive
 
     @property
     def partial(self):
         """The bytes of the line not yet terminated."""
         return bytes(self._partial)
+
+    @property
+    def has_partial(self):
+        return bool(self._partial)
 
     def feed(self, data):
         """Consume bytes; return the events they complete, in order."""
@@ -85,6 +92,7 @@ class LineFramer:
         if self.overflowed:
             return events
         if self._telnet or self._in_subnegotiation or _IAC_BYTE in data:
+            self.telnet_seen = True
             self._feed_telnet(self._telnet + data, events)
         else:
             self._add_text(data, events)
@@ -168,8 +176,10 @@ class LineFramer:
                     self._telnet = data[iac:]
                     return
                 answer = answer_option(command, data[iac + 2])
-                if answer is not None:
+                if answer is not None and answer not in self._refused:
                     events.append(answer)
+                    if data[iac + 2] != TIMING_MARK:  # each Ctrl-C needs its own mark
+                        self._refused.add(answer)
                 pos = iac + 3
                 continue
             pos = iac + 2

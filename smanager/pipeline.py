@@ -34,17 +34,25 @@ class Pipeline:
         self._cancel_reason = None  # the error to reply when the running job is cancelled
         self._write_paused = False
         self._drain_waiter = None
-
-    @property
-    def idle(self):
-        return self._job is None
+        self._not_reading = set()  # why we stopped reading: "queue" full, "output" unread
 
     # -- input -------------------------------------------------------------------
 
     def add(self, raw):
         self.queue.append(raw)
-        if len(self.queue) == QUEUE_HIGH:
+        if len(self.queue) >= QUEUE_HIGH:
+            self._stop_reading("queue")
+
+    def _stop_reading(self, why):
+        if not self._not_reading:
             self.transport.pause_reading()
+        self._not_reading.add(why)
+
+    def _start_reading(self, why):
+        if why in self._not_reading:
+            self._not_reading.discard(why)
+            if not self._not_reading and not (self.closing or self.finish_then_close):
+                self.transport.resume_reading()
 
     def overflowed(self):
         """The line limit was passed: answer what came before, then an error, then close."""
@@ -55,9 +63,11 @@ class Pipeline:
     def interrupt(self, reason):
         """Ctrl-C or shutdown: drop waiting lines, stop the job with an error reply."""
         self.queue.clear()
+        self._start_reading("queue")
         if self._running:
-            self._cancel_reason = reason
-            self.worker.cancel()
+            if self._cancel_reason is None:  # one cancel per job, however many Ctrl-Cs
+                self._cancel_reason = reason
+                self.worker.cancel()
         elif self._job is not None and self._job is not DRAIN:
             self._drop_job(Reply(error=reason))
 
@@ -93,8 +103,8 @@ class Pipeline:
                 if self._write_paused:
                     return self._hand_over(DRAIN)
                 item = self.queue.popleft()
-                if len(self.queue) == QUEUE_LOW:
-                    self.transport.resume_reading()
+                if len(self.queue) <= QUEUE_LOW:
+                    self._start_reading("queue")
                 if item is framing.OVERFLOW:
                     self._write(protocol.render_error(errors.line_too_long(self.max_line)))
                     self.closing = True
@@ -128,6 +138,7 @@ class Pipeline:
         if reply.close:
             self.closing = True
             self.queue.clear()
+            self.transport.pause_reading()
 
     def _hand_over(self, job):
         self._job = job
@@ -173,9 +184,10 @@ class Pipeline:
                 raise
             asyncio.current_task().uncancel()
             self._write(protocol.render_error(self._cancel_reason))
-            self._cancel_reason = None
         finally:
             self._running = False
+            self._cancel_reason = None
+        # Outside the command: a reply already sent whole is not "interrupted".
         await self._drain()
 
     async def _send_stream(self, stream):
@@ -194,10 +206,14 @@ class Pipeline:
             self.transport.write(data)
 
     def pause_writing(self):
+        """The client is not reading what we send: stop reading what it sends,
+        so that neither its requests nor our replies can pile up in memory."""
         self._write_paused = True
+        self._stop_reading("output")
 
     def resume_writing(self):
         self._write_paused = False
+        self._start_reading("output")
         if self._drain_waiter is not None and not self._drain_waiter.done():
             self._drain_waiter.set_result(None)
 

@@ -27,11 +27,17 @@ class Server:
         self.shutting_down = False
         self._listener = None
         self._tasks = set()
+        self._all_closed = None  # set when the last connection is gone, during shutdown
 
     @property
     def address(self):
         """(host, port) actually listened on; the port is real even if 0 was asked."""
         return self._listener.sockets[0].getsockname()[:2]
+
+    def forget(self, connection):
+        self.connections.discard(connection)
+        if not self.connections and self._all_closed is not None:
+            self._all_closed.set()
 
     def track(self, coroutine):
         """Run a coroutine the shutdown must wait for (client_disconnected hooks)."""
@@ -66,12 +72,24 @@ class Server:
             connection.begin_shutdown()
         await self._wait_for_commands(self.config.shutdown_timeout)
         await self.manager.stop()
-        for connection in list(self.connections):
-            connection.transport.close()
+        await self._close_connections(self.config.shutdown_timeout)
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=self.config.shutdown_timeout)
         self.manager.executor.shutdown(wait=False, cancel_futures=True)
         log.info("stopped")
+
+    async def _close_connections(self, timeout):
+        """Close every connection; abort those whose client will not read the rest."""
+        self._all_closed = asyncio.Event()
+        for connection in list(self.connections):
+            connection.transport.close()
+        if self.connections:
+            try:
+                await asyncio.wait_for(self._all_closed.wait(), timeout)
+            except TimeoutError:
+                log.warning("%d client(s) not reading; dropping them", len(self.connections))
+                for connection in list(self.connections):
+                    connection.transport.abort()
 
     async def _wait_for_commands(self, timeout):
         workers = [c.worker for c in self.connections if c.worker is not None]

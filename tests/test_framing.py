@@ -131,3 +131,9 @@ def test_many_small_feeds_of_a_long_line_are_linear():
     for _ in range(100_000):  # quadratic buffering would take minutes here
         assert framer.feed(b"x") == []
     assert framer.feed(b"\n") == [b"x" * 100_000]
+
+
+def test_each_option_is_refused_once_but_every_timing_mark_is_answered():
+    events, framer = feed_all([bytes([IAC, DO, 1]) * 3 + bytes([IAC, DO, 6]) * 2 + b"x\n"])
+    assert events == [bytes([IAC, WONT, 1]), bytes([IAC, WILL, 6]), bytes([IAC, WILL, 6]), b"x"]
+    assert framer.telnet_seen

@@ -179,3 +179,22 @@ async def test_a_command_that_will_not_finish_is_cut_off_at_shutdown():
         tail = (await stuck.read_all()).decode()
         assert tail.endswith("ERROR: server is shutting down\n" + SEP)
         await asyncio.wait_for(serving, TIMEOUT)
+
+
+async def until(predicate, seconds=TIMEOUT):
+    """Wait, bounded, for a state the server reaches on its own."""
+    async with asyncio.timeout(seconds):
+        while not predicate():
+            await asyncio.sleep(0.005)
+
+
+@pytest.mark.parametrize("first", [b"h", bytes([IAC, DO, 1]) + b"help"])
+async def test_a_person_typing_never_gets_the_one_shot_treatment(server, first):
+    client = await LineClient.connect(server.address[1])
+    await client.send(first)  # a key at a time, or a client that speaks telnet
+    (conn,) = server.connections
+    await until(lambda: conn.framer.has_partial)
+    assert conn.keystrokes and conn._oneshot_timer is None
+    await client.send(b"help -s\n"[len(first.split(bytes([IAC, DO, 1]))[-1]):])
+    assert b"COMMANDS: help kill restart" in await client.reply()
+    await client.close()
