@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from smanager.config import Config
-from smanager.protocol import SEPARATOR
+from smanager.config import Config, bundled_services_dir
+from smanager.manager import Manager, Peer
+from smanager.protocol import SEPARATOR, parse_line, render_reply
 from smanager.server import Server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,6 +30,24 @@ def config(**settings):
     """A Config for tests: loopback, any port, bundled + fixture services."""
     settings.setdefault("services", [str(FIXTURE_SERVICES)])
     return Config(host="127.0.0.1", port=0).updated(settings)
+
+
+@contextlib.asynccontextmanager
+async def started_manager(*directories, **settings):
+    """The core without sockets: a Manager with these services, started, then stopped."""
+    manager = Manager(directories or [bundled_services_dir()], **settings)
+    await manager.start()
+    try:
+        yield manager
+    finally:
+        await manager.stop()
+
+
+async def ask_core(manager, line, peer=None):
+    """Run one line through the core; the reply exactly as the wire would carry it."""
+    reply = await manager.execute(parse_line(line.encode()), peer or Peer("test:1"))
+    assert reply.stream is None
+    return render_reply(reply).decode()
 
 
 @contextlib.asynccontextmanager

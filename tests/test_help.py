@@ -2,9 +2,8 @@
 
 import pytest
 
-from smanager.config import bundled_services_dir
-from smanager.manager import Manager, Peer
-from smanager.protocol import SEPARATOR, parse_line, render_reply
+from conftest import ask_core, started_manager
+from smanager.protocol import SEPARATOR
 
 SEP = SEPARATOR + "\n"
 RULED = "-" + SEPARATOR + "\n"  # a body line of 50 dashes, dash-stuffed on the wire
@@ -12,19 +11,12 @@ RULED = "-" + SEPARATOR + "\n"  # a body line of 50 dashes, dash-stuffed on the 
 
 @pytest.fixture
 async def manager():
-    manager = Manager([bundled_services_dir()])
-    await manager.start()
-    yield manager
-    await manager.stop()
-
-
-async def ask(manager, line):
-    reply = await manager.execute(parse_line(line.encode()), Peer("test:1"))
-    return render_reply(reply).decode()
+    async with started_manager() as manager:
+        yield manager
 
 
 async def test_full_help_is_the_seed_layout(manager):
-    assert await ask(manager, "help") == (
+    assert await ask_core(manager, "help") == (
         RULED + "SManager\n" + RULED +
         "Toplevel exposed commands:\n"
         "    captest: Takes one capture now and returns the file it wrote\n"
@@ -44,7 +36,7 @@ async def test_full_help_is_the_seed_layout(manager):
 
 
 async def test_terse_help_is_exactly_three_lines(manager):
-    assert await ask(manager, "help -s") == (
+    assert await ask_core(manager, "help -s") == (
         "TOP: captest capture_at scrapfreq startcap stopcap hostname\n"
         "SERVICES: scrapman systemstatus\n"
         "COMMANDS: help kill restart\n" + SEP)
@@ -65,29 +57,29 @@ SYSTEMSTATUS_HELP = (
 @pytest.mark.parametrize("line", ["systemstatus help", "help systemstatus", "systemstatus",
                                   "SystemStatus HELP", "HELP SYSTEMSTATUS"])
 async def test_service_help(manager, line):
-    assert await ask(manager, line) == SYSTEMSTATUS_HELP
+    assert await ask_core(manager, line) == SYSTEMSTATUS_HELP
 
 
 async def test_service_terse_help(manager):
-    assert await ask(manager, "help -s systemstatus") == (
+    assert await ask_core(manager, "help -s systemstatus") == (
         "COMMANDS: help disk echo load memory uptime hostname\nTOP: hostname\n" + SEP)
 
 
 @pytest.mark.parametrize("line", ["help scrapman capture_at", "help capture_at",
                                   "scrapman help capture_at"])
 async def test_command_help_has_synopsis_and_docstring(manager, line):
-    assert await ask(manager, line) == (
+    assert await ask_core(manager, line) == (
         "capture_at SECONDS\n    Captures every SECONDS seconds (1 to 86400)\n" + SEP)
 
 
 async def test_service_command_help_names_the_service(manager):
-    assert await ask(manager, "help systemstatus disk") == (
+    assert await ask_core(manager, "help systemstatus disk") == (
         "systemstatus disk [PATH]\n"
         "    Returns disk usage of the filesystem holding PATH (default /)\n" + SEP)
 
 
 async def test_whole_docstring_is_shown(manager):
-    text = await ask(manager, "help systemstatus echo")
+    text = await ask_core(manager, "help systemstatus echo")
     assert text == ("systemstatus echo [TEXT...]\n"
                     "    Returns its arguments: a cheap check that the server answers\n"
                     "\n"
@@ -95,8 +87,8 @@ async def test_whole_docstring_is_shown(manager):
 
 
 async def test_builtin_help(manager):
-    assert (await ask(manager, "help kill")).startswith("kill\n    kill server\n")
-    assert (await ask(manager, "help quit")) == "quit\n    close this connection\n" + SEP
+    assert (await ask_core(manager, "help kill")).startswith("kill\n    kill server\n")
+    assert (await ask_core(manager, "help quit")) == "quit\n    close this connection\n" + SEP
 
 
 @pytest.mark.parametrize("line, error", [
@@ -105,4 +97,4 @@ async def test_builtin_help(manager):
                                  "(try 'systemstatus help')"),
 ])
 async def test_help_errors(manager, line, error):
-    assert await ask(manager, line) == error + "\n" + SEP
+    assert await ask_core(manager, line) == error + "\n" + SEP

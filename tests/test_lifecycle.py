@@ -5,10 +5,11 @@ import textwrap
 
 import pytest
 
+from conftest import ask_core
 from smanager import SService
 from smanager.lifecycle import start_service, stop_service
-from smanager.manager import Manager, Peer
-from smanager.protocol import SEPARATOR, parse_line, render_reply
+from smanager.manager import Manager
+from smanager.protocol import SEPARATOR
 from smanager.service import State
 
 SEP = SEPARATOR + "\n"
@@ -53,11 +54,6 @@ def journal(directory, filename, cls, version="v1", doc="A journal service"):
     write(directory, filename, JOURNAL.format(cls=cls, version=version, doc=doc))
 
 
-async def ask(manager, line):
-    reply = await manager.execute(parse_line(line.encode()), Peer("test:1"))
-    return render_reply(reply).decode()
-
-
 def events(manager, name):
     return __import__("sys").modules[type(manager.catalog.services[name].instance).__module__].EVENTS
 
@@ -83,18 +79,18 @@ async def test_services_start_in_order_and_stop_in_reverse(started):
 
 async def test_restart_loads_edited_code(started):
     manager, directory = started
-    assert await ask(manager, "first version") == "v1\n" + SEP
+    assert await ask_core(manager, "first version") == "v1\n" + SEP
     journal(directory, "a_first.py", "First", version="v2")
-    assert await ask(manager, "restart") == "restarted: first second\n" + SEP
-    assert await ask(manager, "first version") == "v2\n" + SEP
+    assert await ask_core(manager, "restart") == "restarted: first second\n" + SEP
+    assert await ask_core(manager, "first version") == "v2\n" + SEP
 
 
 async def test_restart_one_service(started):
     manager, directory = started
     old_second = manager.catalog.services["second"].instance
     journal(directory, "a_first.py", "First", version="v2")
-    assert await ask(manager, "restart FIRST") == "restarted: first\n" + SEP
-    assert await ask(manager, "first version") == "v2\n" + SEP
+    assert await ask_core(manager, "restart FIRST") == "restarted: first\n" + SEP
+    assert await ask_core(manager, "first version") == "v2\n" + SEP
     assert manager.catalog.services["second"].instance is old_second
     assert list(manager.catalog.services) == ["first", "second"]
 
@@ -102,11 +98,11 @@ async def test_restart_one_service(started):
 async def test_broken_new_code_keeps_the_old_instance_running(started):
     manager, directory = started
     write(directory, "a_first.py", "def broken(:\n")
-    reply = await ask(manager, "restart")
+    reply = await ask_core(manager, "restart")
     assert reply.startswith("first: kept running the old code: SyntaxError: invalid syntax")
-    assert await ask(manager, "first version") == "v1\n" + SEP
+    assert await ask_core(manager, "first version") == "v1\n" + SEP
     assert manager.catalog.services["first"].instance.state is State.RUNNING
-    reply = await ask(manager, "restart first")
+    reply = await ask_core(manager, "restart first")
     assert reply.startswith("first: kept running the old code: SyntaxError")
 
 
@@ -114,7 +110,7 @@ async def test_restart_picks_up_a_new_file_and_drops_a_removed_one(started):
     manager, directory = started
     journal(directory, "c_third.py", "Third")
     (directory / "b_second.py").unlink()
-    assert await ask(manager, "restart") == "restarted: first third\n" + SEP
+    assert await ask_core(manager, "restart") == "restarted: first third\n" + SEP
     assert list(manager.catalog.services) == ["first", "third"]
 
 
@@ -127,17 +123,17 @@ async def test_a_file_that_fails_to_import_does_not_stop_the_others(tmp_path, ca
     try:
         assert list(manager.catalog.services) == ["good"]
         assert "cannot load services from bad.py" in caplog.text
-        help_text = await ask(manager, "help")
+        help_text = await ask_core(manager, "help")
         assert ("Failed to load:\n    bad: failed to load: ModuleNotFoundError: "
                 "No module named 'no_such_module_here'\n\n") in help_text
-        assert (await ask(manager, "help -s")).count("\n") == 4  # still three lines + separator
-        assert await ask(manager, "help bad") == (
+        assert (await ask_core(manager, "help -s")).count("\n") == 4  # still three lines + separator
+        assert await ask_core(manager, "help bad") == (
             "bad: failed to load: ModuleNotFoundError: No module named "
             "'no_such_module_here'\n" + SEP)
         # Fixed on disk, then restarted by name.
         journal(tmp_path, "bad.py", "Bad")
-        assert await ask(manager, "restart bad") == "restarted: bad\n" + SEP
-        assert "Failed to load" not in await ask(manager, "help")
+        assert await ask_core(manager, "restart bad") == "restarted: bad\n" + SEP
+        assert "Failed to load" not in await ask_core(manager, "help")
     finally:
         await manager.stop()
 

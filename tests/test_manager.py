@@ -7,26 +7,19 @@ import sys
 
 import pytest
 
-from conftest import FIXTURE_SERVICES
+from conftest import FIXTURE_SERVICES, ask_core, started_manager
 from smanager.config import bundled_services_dir
 from smanager.manager import Manager, Peer
-from smanager.protocol import SEPARATOR, parse_line, render_reply
+from smanager.protocol import SEPARATOR, parse_line
 
 SEP = SEPARATOR + "\n"
 
 
 @pytest.fixture
 async def manager():
-    manager = Manager([bundled_services_dir(), FIXTURE_SERVICES], command_timeout=2.0)
-    await manager.start()
-    yield manager
-    await manager.stop()
-
-
-async def ask(manager, line, peer=None):
-    reply = await manager.execute(parse_line(line.encode()), peer or Peer("test:1"))
-    assert reply.stream is None
-    return render_reply(reply).decode()
+    async with started_manager(bundled_services_dir(), FIXTURE_SERVICES,
+                               command_timeout=2.0) as manager:
+        yield manager
 
 
 @pytest.mark.parametrize("line, text", [
@@ -42,7 +35,7 @@ async def ask(manager, line, peer=None):
     ("testsvc hostname", "not me\n"),  # its toplevel name is taken, but reachable here
 ])
 async def test_replies(manager, line, text):
-    assert await ask(manager, line) == text + SEP
+    assert await ask_core(manager, line) == text + SEP
 
 
 @pytest.mark.parametrize("line, error", [
@@ -58,46 +51,46 @@ async def test_replies(manager, line, text):
     ("restart nosuch", "no service named 'nosuch' (try 'help')"),
 ])
 async def test_errors_are_one_line(manager, line, error):
-    assert await ask(manager, line) == "ERROR: " + error + "\n" + SEP
+    assert await ask_core(manager, line) == "ERROR: " + error + "\n" + SEP
 
 
 async def test_a_crash_is_logged_not_sent(manager, caplog):
     with caplog.at_level(logging.ERROR):
-        text = await ask(manager, "testsvc fail")
+        text = await ask_core(manager, "testsvc fail")
     assert "Traceback" not in text
     assert "testsvc fail raised" in caplog.text and "RuntimeError: kaput" in caplog.text
 
 
 async def test_a_command_error_is_not_logged_as_a_crash(manager, caplog):
     with caplog.at_level(logging.ERROR):
-        await ask(manager, "testsvc refuse")
+        await ask_core(manager, "testsvc refuse")
     assert caplog.text == ""
 
 
 async def test_async_time_limit(manager):
     manager.runner.default_timeout = 0.05
-    assert await ask(manager, "testsvc sleep 5") == (
+    assert await ask_core(manager, "testsvc sleep 5") == (
         "ERROR: testsvc sleep timed out after 0.05 s\n" + SEP)
 
 
 async def test_blocking_commands_do_not_block_the_loop(manager):
-    slow = asyncio.create_task(ask(manager, "testsvc block 0.5"))
+    slow = asyncio.create_task(ask_core(manager, "testsvc block 0.5"))
     # While the thread sleeps, the loop still answers.
-    assert await asyncio.wait_for(ask(manager, "systemstatus echo quick"), 0.4) == "quick\n" + SEP
+    assert await asyncio.wait_for(ask_core(manager, "systemstatus echo quick"), 0.4) == "quick\n" + SEP
     assert await slow == "blocked 0.5\n" + SEP
 
 
 async def test_one_service_runs_its_blocking_commands_one_at_a_time(manager):
-    replies = await asyncio.gather(*(ask(manager, "testsvc block 0.05") for _ in range(4)))
+    replies = await asyncio.gather(*(ask_core(manager, "testsvc block 0.05") for _ in range(4)))
     assert replies == ["blocked 0.05\n" + SEP] * 4
-    assert await ask(manager, "testsvc peak") == "1\n" + SEP
+    assert await ask_core(manager, "testsvc peak") == "1\n" + SEP
 
 
 async def test_a_concurrent_service_may_overlap(manager):
     testsvc = manager.catalog.services["testsvc"]
     testsvc.lock = None  # what concurrent = True gives
-    await asyncio.gather(*(ask(manager, "testsvc block 0.2") for _ in range(3)))
-    assert int((await ask(manager, "testsvc peak")).split("\n")[0]) >= 2
+    await asyncio.gather(*(ask_core(manager, "testsvc block 0.2") for _ in range(3)))
+    assert int((await ask_core(manager, "testsvc peak")).split("\n")[0]) >= 2
 
 
 async def test_an_overrunning_thread_keeps_its_services_turn(manager):
@@ -106,13 +99,13 @@ async def test_an_overrunning_thread_keeps_its_services_turn(manager):
     manager.runner.default_timeout = 0.1
     RELEASE.clear()
     try:
-        assert await ask(manager, "testsvc hang") == (
+        assert await ask_core(manager, "testsvc hang") == (
             "ERROR: testsvc hang timed out after 0.1 s\n" + SEP)
-        assert "waiting for its service" in await ask(manager, "testsvc block 0")
+        assert "waiting for its service" in await ask_core(manager, "testsvc block 0")
     finally:
         RELEASE.set()
     manager.runner.default_timeout = 2.0
-    assert await ask(manager, "testsvc block 0") == "blocked 0\n" + SEP
+    assert await ask_core(manager, "testsvc block 0") == "blocked 0\n" + SEP
 
 
 async def test_a_stream_yields_chunks_then_ends(manager):
@@ -130,14 +123,14 @@ async def test_a_stream_that_stalls_ends_with_an_error(manager):
 
 async def test_sessions_are_per_client(manager):
     alice, bob = Peer("10.0.0.1:1"), Peer("10.0.0.2:2")
-    assert await ask(manager, "testsvc whoami", alice) == "10.0.0.1:1 asked 1\n" + SEP
-    assert await ask(manager, "testsvc whoami", alice) == "10.0.0.1:1 asked 2\n" + SEP
-    assert await ask(manager, "testsvc whoami", bob) == "10.0.0.2:2 asked 1\n" + SEP
+    assert await ask_core(manager, "testsvc whoami", alice) == "10.0.0.1:1 asked 1\n" + SEP
+    assert await ask_core(manager, "testsvc whoami", alice) == "10.0.0.1:1 asked 2\n" + SEP
+    assert await ask_core(manager, "testsvc whoami", bob) == "10.0.0.2:2 asked 1\n" + SEP
 
 
 async def test_a_leaving_client_is_reported_to_the_services_it_used(manager):
     peer = Peer("10.0.0.3:3")
-    await ask(manager, "testsvc add 1", peer)
+    await ask_core(manager, "testsvc add 1", peer)
     await manager.client_left(peer)
     await manager.client_left(Peer("never:used"))
     assert manager.catalog.services["testsvc"].instance.left == ["10.0.0.3:3"]
@@ -149,8 +142,8 @@ async def test_toplevel_collision_is_warned_and_help_lists_one(caplog):
         await manager.start()
     try:
         assert "toplevel command 'hostname' of testsvc is hidden by systemstatus" in caplog.text
-        terse = await ask(manager, "help -s")
+        terse = await ask_core(manager, "help -s")
         assert terse.split("\n")[0].split().count("hostname") == 1
-        assert "TOP: \n" in await ask(manager, "help -s testsvc")
+        assert "TOP: \n" in await ask_core(manager, "help -s testsvc")
     finally:
         await manager.stop()

@@ -10,9 +10,8 @@ import subprocess
 
 import pytest
 
-from smanager.config import bundled_services_dir
-from smanager.manager import Manager, Peer
-from smanager.protocol import SEPARATOR, parse_line, render_reply
+from conftest import ask_core, started_manager
+from smanager.protocol import SEPARATOR
 
 SEP = SEPARATOR + "\n"
 
@@ -20,19 +19,12 @@ SEP = SEPARATOR + "\n"
 @pytest.fixture
 async def manager(tmp_path):
     options = {"scrapman": {"capture_dir": str(tmp_path / "captures"), "max_captures": 3}}
-    manager = Manager([bundled_services_dir()], options=options)
-    await manager.start()
-    yield manager
-    await manager.stop()
-
-
-async def ask(manager, line):
-    reply = await manager.execute(parse_line(line.encode()), Peer("test:1"))
-    return render_reply(reply).decode()
+    async with started_manager(options=options) as manager:
+        yield manager
 
 
 async def body(manager, line):
-    text = await ask(manager, line)
+    text = await ask_core(manager, line)
     assert text.endswith(SEP)
     return text[: -len(SEP)]
 
