@@ -11,12 +11,14 @@ import logging
 import os
 import sys
 import threading
+import time
 
 from . import __version__
 from .config import DEFAULT_HOST, DEFAULT_PORT, LOG_LEVELS, Config, ConfigError, read_file
 from .server import serve
 
 log = logging.getLogger("smanager")
+THREAD_GRACE = 2.0  # seconds worker threads get to finish after shutdown
 
 
 class UsageError(Exception):
@@ -72,14 +74,24 @@ def main(argv=None):
         print(f"smanager: cannot listen on {config.host}:{config.port}: {reason}",
               file=sys.stderr)
         return 1
-    if any(t.is_alive() and not t.daemon for t in threading.enumerate()
-           if t is not threading.main_thread()):
+    if _threads_still_running(THREAD_GRACE):
         # A command overran its time limit and its thread is still running; it
         # cannot be stopped from outside, and must not keep the process alive.
         log.warning("abandoning commands still running in worker threads")
         logging.shutdown()
         os._exit(0)
     return 0
+
+
+def _threads_still_running(seconds):
+    """Give worker threads a moment to notice the shutdown (idle ones exit at
+    once); true if any is still busy after that."""
+    deadline = time.monotonic() + seconds
+    others = [t for t in threading.enumerate()
+              if t is not threading.main_thread() and not t.daemon]
+    for thread in others:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return any(thread.is_alive() for thread in others)
 
 
 def _run(config):

@@ -173,3 +173,12 @@ def test_pip_install_gives_a_smanager_command_with_the_bundled_services(tmp_path
         env={"PYTHONPATH": str(target)}, cwd=tmp_path, capture_output=True, text=True)
     assert server_file.stdout.startswith(str(target))
     assert ask(server.port, "help -s").split("\n")[1] == "SERVICES: scrapman systemstatus"
+
+
+def test_idle_worker_threads_do_not_count_as_hung_commands(server_process):
+    server = server_process("--services", str(FIXTURE_SERVICES))
+    assert ask(server.port, "testsvc block 0") == "blocked 0\n" + SEP  # starts a worker thread
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(TIMEOUT) == 0
+    server.stop()
+    assert not any("abandoning" in line for line in server.log)
