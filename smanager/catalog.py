@@ -23,6 +23,7 @@ from . import errors, help as help_text, protocol
 from .lifecycle import overrides
 
 log = logging.getLogger("smanager.catalog")
+REMEMBERED_LINES, REMEMBERED_LENGTH = 512, 256
 
 
 @dataclass(eq=False)
@@ -84,6 +85,12 @@ class Catalog:
         self.unlisted = frozenset(unlisted)
         self.failures = dict(failures or {})
         self.toplevel = self._toplevel_table()
+        self.calls = {}  # line bytes -> its bound Call, for lines that repeat
+
+    def remember(self, raw, call):
+        """Keep a line's Call for the next identical line; bounded, so memory is too."""
+        if len(self.calls) < REMEMBERED_LINES and len(raw) <= REMEMBERED_LENGTH:
+            self.calls[raw] = call
 
     def _toplevel_table(self):
         table = {}

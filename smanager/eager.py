@@ -10,8 +10,8 @@ the callback that received it, *on behalf of* its own long-lived task:
   task that will also run the rest of it.  (This is what Python 3.12's eager
   tasks do; 3.11 has no public way, so it uses asyncio's own _enter_task and
   _leave_task, the functions every task step uses.)
-- ``first_step(coroutine)`` runs a coroutine up to its first real wait.  It is
-  either finished (``Done``) or suspended on a future.
+- ``coroutine.send(None)`` runs a coroutine's first step, up to its first real
+  wait: it raises StopIteration with the result, or returns what it waits on.
 - ``resume(coroutine, waiting_on)`` is an awaitable that, awaited in the task,
   carries the suspended coroutine on: it hands the future to the task and
   relays whatever the task sends or throws (a result, a cancellation).
@@ -21,15 +21,6 @@ import asyncio
 import types
 
 from asyncio.tasks import _enter_task, _leave_task
-
-
-class Done:
-    """A coroutine that finished in its first step."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value):
-        self.value = value
 
 
 def act_as(task):
@@ -47,18 +38,6 @@ def act_as(task):
 
 def stop_acting(task):
     _leave_task(task.get_loop(), task)
-
-
-def first_step(coroutine):
-    """Run to the first suspension: Done(value), or what it waits on.
-
-    Exceptions raised before the first suspension propagate to the caller.
-    """
-    try:
-        waiting_on = coroutine.send(None)
-    except StopIteration as stop:
-        return Done(stop.value)
-    return waiting_on
 
 
 @types.coroutine

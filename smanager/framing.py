@@ -88,6 +88,11 @@ class LineFramer:
 
     def feed(self, data):
         """Consume bytes; return the events they complete, in order."""
+        if (data[-1:] == b"\n" and data.find(b"\n") == len(data) - 1 and not self._partial
+                and not self._telnet and not self._in_subnegotiation and not self.overflowed
+                and len(data) <= self.max_line and _IAC_BYTE not in data and b"\x00" not in data):
+            # The common case, one whole plain line, without the general path's calls.
+            return [data[:-2] if data[-2:-1] == b"\r" else data[:-1]]
         events = []
         if self.overflowed:
             return events

@@ -17,6 +17,7 @@ from .catalog import Catalog, Failure, Loaded
 from .commands import commands_of
 from .lifecycle import call_hook, start_service, stop_service
 from .loader import VALID_NAME, import_file, service_files, service_name
+from .protocol import parse_line
 from .runner import Reply, Runner
 from .service import Session
 
@@ -59,18 +60,44 @@ class Manager:
 
     # -- requests ----------------------------------------------------------------
 
+    def begin_line(self, raw, peer):
+        """Begin one line: None for a blank one, a Reply, or a coroutine that
+        finishes it.  Raises protocol.ParseError for a line that cannot parse.
+
+        Parsing, resolving and binding depend only on the line and the
+        catalog, so the catalog keeps the Call of a line that needs no session
+        and the next identical line skips straight to running it.
+        """
+        catalog = self.catalog
+        call = catalog.calls.get(raw)
+        if call is None:
+            request = parse_line(raw)
+            if request is None:
+                return None
+            call = self._bind(catalog, request, peer)
+            if type(call) is Reply:
+                return call
+            if call.service is not None and not call.service.tracks_clients \
+                    and not call.command.wants_session:
+                catalog.remember(raw, call)
+        return self.runner.start(call)
+
     def begin(self, request, peer):
         """Begin one parsed request: a Reply, or a coroutine that finishes it."""
-        target = self.catalog.resolve(request.words)
+        call = self._bind(self.catalog, request, peer)
+        return call if type(call) is Reply else self.runner.start(call)
+
+    def _bind(self, catalog, request, peer):
+        target = catalog.resolve(request.words)
         if type(target) is str:
             return Reply(error=target)
         service = target.service
         if service is None:
-            return self.runner.begin(target, self.builtins, None)
+            return self.runner.bind(target, self.builtins, None)
         session = None
         if target.command.wants_session or service.tracks_clients:
             session = peer.session_for(service)
-        return self.runner.begin(target, service.instance, session)
+        return self.runner.bind(target, service.instance, session)
 
     async def execute(self, request, peer):
         """Run one parsed request to the end; always returns a Reply."""

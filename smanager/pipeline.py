@@ -12,6 +12,7 @@ import asyncio
 import collections
 
 from . import eager, errors, framing, protocol
+from .eager import _enter_task, _leave_task
 from .runner import Reply
 
 QUEUE_HIGH, QUEUE_LOW = 256, 64  # lines waiting before we stop reading, and resume
@@ -35,6 +36,7 @@ class Pipeline:
         self._write_paused = False
         self._drain_waiter = None
         self._not_reading = set()  # why we stopped reading: "queue" full, "output" unread
+        self._loop = None
 
     # -- input -------------------------------------------------------------------
 
@@ -91,12 +93,31 @@ class Pipeline:
 
     # -- running -----------------------------------------------------------------
 
+    def run_now(self, raw):
+        """One line while nothing waits or runs: the common case, straight
+        through (what advance() does for a queue of one, with fewer steps)."""
+        if (self.queue or self._job is not None or self.worker is None or self._write_paused
+                or self.transport.is_closing()):
+            self.add(raw)
+            return self.advance()
+        loop = self._loop
+        _enter_task(loop, self.worker)
+        try:
+            job = self._begin(raw)
+        finally:
+            _leave_task(loop, self.worker)
+        if job is not None:
+            self._hand_over(job)
+        elif self.closing or self.finish_then_close:
+            self.transport.close()
+
     def advance(self):
         """Run queued lines now, acting as the worker, until one has to wait."""
         if self._job is not None or self.transport.is_closing():
             return
         if self.queue and self.worker is None:
-            self.worker = asyncio.get_running_loop().create_task(self._work())
+            self._loop = asyncio.get_running_loop()
+            self.worker = self._loop.create_task(self._work())
         acting = self.queue and eager.act_as(self.worker)
         try:
             while self.queue:
@@ -121,13 +142,12 @@ class Pipeline:
     def _begin(self, raw):
         """Start one line; write its reply if done, else return the job left to do."""
         try:
-            request = protocol.parse_line(raw)
+            outcome = self.manager.begin_line(raw, self.peer)
         except protocol.ParseError as exc:
             self._write(protocol.render_error(str(exc)))
             return None
-        if request is None:
+        if outcome is None:
             return None
-        outcome = self.manager.begin(request, self.peer)
         if type(outcome) is Reply and outcome.stream is None:
             self._write(protocol.render_reply(outcome))
             self._after(outcome)

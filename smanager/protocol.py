@@ -27,6 +27,7 @@ SEPARATOR = "-" * 50
 BANNER_RULE = "*" * 50
 BANNER_TITLE = "Service Manager"
 _SEPARATOR_BYTES = (SEPARATOR + "\n").encode()
+_NEWLINE_SEPARATOR = "\n" + SEPARATOR + "\n"
 _SHELL_SPECIALS = frozenset("'\"\\")
 # A request line (an upper-case method, then a path, "*" or a URL; or anything
 # ending in an HTTP version), or a Host header.  Case matters for the method,
@@ -149,9 +150,14 @@ def render_error(message):
 
 def render_reply(reply):
     """A whole (not streamed) Reply: its error, or its value as text."""
+    value = reply.value
+    if type(value) is str and reply.error is None and SEPARATOR not in value:
+        value = value.rstrip("\n")  # the common case, without the general path's calls
+        return (value + _NEWLINE_SEPARATOR).encode("utf-8", "replace") if value \
+            else _SEPARATOR_BYTES
     if reply.error is not None:
         return render_error(reply.error)
-    return render_text(to_text(reply.value))
+    return render_text(to_text(value))
 
 
 def render_end(error=None):

@@ -16,6 +16,7 @@ import asyncio
 import functools
 import logging
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from . import eager, errors, help as help_text, protocol
 from .commands import Kind
@@ -75,19 +76,37 @@ class Stream:
                 log.exception("%s: error while closing its stream", self.label)
 
 
+class Call(NamedTuple):
+    """A request bound to its command: ready to run, any number of times.
+
+    It depends only on the line and the catalog (unless it carries a
+    session), so the catalog may keep it for the next identical line.
+    """
+
+    service: object  # Loaded, or None for a built-in
+    command: object
+    instance: object
+    args: list
+    kwargs: dict
+    timeout: float | None
+
+    @property
+    def label(self):
+        if self.service is None or self.command.toplevel:
+            return self.command.name
+        return f"{self.service.name} {self.command.name}"
+
+
 class Runner:
-    """Runs Targets; owns the worker threads for plain commands."""
+    """Binds and runs commands; owns the worker threads for plain commands."""
 
     def __init__(self, executor, default_timeout):
         self.executor = executor
         self.default_timeout = default_timeout
 
-    def begin(self, target, instance, session):
-        """Begin a command: its Reply if it is done at once, else a coroutine
-        that finishes it (awaited by the connection's task; see eager.py)."""
+    def bind(self, target, instance, session):
+        """A Target's words bound to its command: a Call, or a Reply with the error."""
         service, command = target.service, target.command
-        if service is not None and instance.state is not State.RUNNING:
-            return Reply(error=errors.not_running(service.name, instance.state.value))
         try:
             args, kwargs = command.bind(target.words, session)
         except errors.ArgumentError as exc:
@@ -96,33 +115,44 @@ class Runner:
         # Built-ins (help, restart) are ours and bound their own work.
         timeout = None if service is None else (
             self.default_timeout if service.timeout is None else service.timeout)
-        if command.kind is Kind.BLOCKING:
-            call = functools.partial(command.function, instance, *args, **kwargs)
-            return self._in_thread(call, target, timeout)
-        if command.kind is Kind.STREAM:
-            return Reply(stream=Stream(command.function(instance, *args, **kwargs),
-                                       timeout, _label(target)))
-        coroutine = command.function(instance, *args, **kwargs)
-        try:
-            step = eager.first_step(coroutine)
-        except _CAUGHT as exc:  # nothing can cancel a first step: any CancelledError is its own
-            return Reply(error=_failure(exc, None, _label(target), timeout))
-        if type(step) is eager.Done:
-            return _as_reply(step.value)
-        return self._resumed(coroutine, step, target, timeout)
+        return Call(service, command, instance, args, kwargs, timeout)
 
-    async def _resumed(self, coroutine, waiting_on, target, timeout):
+    def start(self, call):
+        """Run a Call: its Reply if it is done at once, else a coroutine that
+        finishes it (awaited by the connection's task; see eager.py)."""
+        service, command, instance = call.service, call.command, call.instance
+        if service is not None and instance._state is not State.RUNNING:
+            return Reply(error=errors.not_running(service.name, instance._state.value))
+        kind = command.kind
+        if kind is Kind.ASYNC:
+            coroutine = command.function(instance, *call.args, **call.kwargs)
+            try:
+                waiting_on = coroutine.send(None)  # eager.first_step, inlined: every request
+            except StopIteration as done:
+                value = done.value
+                return value if type(value) is Reply else Reply(value)
+            except _CAUGHT as exc:  # nothing cancels a first step: a CancelledError is its own
+                return Reply(error=_failure(exc, None, call.label, call.timeout))
+            return self._resumed(coroutine, waiting_on, call)
+        if kind is Kind.BLOCKING:
+            return self._in_thread(
+                functools.partial(command.function, instance, *call.args, **call.kwargs), call)
+        return Reply(stream=Stream(command.function(instance, *call.args, **call.kwargs),
+                                   call.timeout, call.label))
+
+    async def _resumed(self, coroutine, waiting_on, call):
         deadline = None
         try:
-            async with asyncio.timeout(timeout) as deadline:
+            async with asyncio.timeout(call.timeout) as deadline:
                 value = await eager.resume(coroutine, waiting_on)
         except _CAUGHT as exc:  # every failure is a reply
             _reraise_real_cancellation(exc)
-            return Reply(error=_failure(exc, deadline, _label(target), timeout))
+            return Reply(error=_failure(exc, deadline, call.label, call.timeout))
         return _as_reply(value)
 
-    async def _in_thread(self, call, target, timeout):
-        lock = target.service and target.service.lock
+    async def _in_thread(self, function, call):
+        lock = call.service and call.service.lock
+        timeout = call.timeout
         deadline, waiting = None, False
         try:
             async with asyncio.timeout(timeout) as deadline:
@@ -131,7 +161,7 @@ class Runner:
                     await lock.acquire()
                     waiting = False
                 try:
-                    future = asyncio.get_running_loop().run_in_executor(self.executor, call)
+                    future = asyncio.get_running_loop().run_in_executor(self.executor, function)
                 except BaseException:
                     if lock is not None:
                         lock.release()
@@ -143,8 +173,8 @@ class Runner:
         except _CAUGHT as exc:  # every failure is a reply
             _reraise_real_cancellation(exc)
             if waiting and deadline.expired():
-                return Reply(error=errors.busy(_label(target), timeout))
-            return Reply(error=_failure(exc, deadline, _label(target), timeout))
+                return Reply(error=errors.busy(call.label, timeout))
+            return Reply(error=_failure(exc, deadline, call.label, timeout))
         return _as_reply(value)
 
 
@@ -157,13 +187,6 @@ def _reraise_real_cancellation(exc):
     someone else cancelled) is just its failure."""
     if isinstance(exc, asyncio.CancelledError) and asyncio.current_task().cancelling():
         raise exc
-
-
-def _label(target):
-    service, command = target.service, target.command
-    if service is None or command.toplevel:
-        return command.name
-    return f"{service.name} {command.name}"
 
 
 def _as_reply(value):

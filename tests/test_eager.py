@@ -4,7 +4,20 @@ import asyncio
 
 import pytest
 
-from smanager.eager import Done, act_as, first_step, resume, stop_acting
+from smanager.eager import act_as, resume, stop_acting
+
+
+class Done:
+    def __init__(self, value):
+        self.value = value
+
+
+def first_step(coroutine):
+    """What the runner does with a command's coroutine before any task is involved."""
+    try:
+        return coroutine.send(None)
+    except StopIteration as stop:
+        return Done(stop.value)
 
 
 async def idle_task():
