@@ -198,3 +198,42 @@ async def test_a_person_typing_never_gets_the_one_shot_treatment(server, first):
     await client.send(b"help -s\n"[len(first.split(bytes([IAC, DO, 1]))[-1]):])
     assert b"COMMANDS: help kill restart" in await client.reply()
     await client.close()
+
+
+async def test_a_repeated_line_runs_new_code_after_restart(tmp_path):
+    source = ("from smanager import SService\n\nclass Deploy(SService):\n"
+              "    async def cmd_version(self):\n        '''Which code runs'''\n"
+              "        return 'v1'\n")
+    (tmp_path / "deploy.py").write_text(source)
+    async with running_server(services=[str(tmp_path)], no_default_services=True) as server:
+        client = await LineClient.connect(server.address[1])
+        for _ in range(2):  # the second time from the catalog's memo
+            assert await client.ask("deploy version") == "v1\n" + SEP
+        (tmp_path / "deploy.py").write_text(source.replace("v1", "v2"))
+        assert await client.ask("restart") == "restarted: deploy\n" + SEP
+        assert await client.ask("deploy version") == "v2\n" + SEP
+        await client.close()
+
+
+async def test_lines_that_depend_on_the_client_are_never_shared(server):
+    alice = await LineClient.connect(server.address[1])
+    bob = await LineClient.connect(server.address[1])
+    first = await alice.ask("testsvc whoami")
+    second = await bob.ask("testsvc whoami")
+    assert first != second and first.endswith(" asked 1\n" + SEP)
+    # testsvc is told about every client that leaves, even after an identical line.
+    assert await alice.ask("testsvc add 1") == await bob.ask("testsvc add 1") == "2\n" + SEP
+    testsvc = server.manager.catalog.services["testsvc"].instance
+    await alice.close()
+    await bob.close()
+    await until(lambda: len(testsvc.left) == 2)
+    assert "testsvc whoami" not in {raw.decode() for raw in server.manager.catalog.calls}
+
+
+def test_the_memo_is_bounded():
+    from smanager.catalog import REMEMBERED_LENGTH, REMEMBERED_LINES, Catalog
+    catalog = Catalog([], {})
+    for i in range(REMEMBERED_LINES + 100):
+        catalog.remember(b"line %d" % i, object())
+    catalog.remember(b"x" * (REMEMBERED_LENGTH + 1), object())
+    assert len(catalog.calls) == REMEMBERED_LINES
