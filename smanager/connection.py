@@ -34,10 +34,11 @@ def format_address(address):
     return str(address or "unknown")
 
 
-class Connection(asyncio.Protocol):
+class Connection(asyncio.BufferedProtocol):
     def __init__(self, server):
         self.server = server
         self.framer = framing.LineFramer(server.config.max_line)
+        self._buffer = server.receive_buffer
         self.transport = None
         self.peer = None
         self.lines = None  # the Pipeline, once connected
@@ -64,6 +65,15 @@ class Connection(asyncio.Protocol):
         transport.write(manager.catalog.banner)
         if self.server.shutting_down:
             self.begin_shutdown()
+
+    def get_buffer(self, sizehint):
+        # The transport reads into the server's one receive buffer instead of
+        # allocating a fresh 256 KiB bytes object per read; it is free again as
+        # soon as buffer_updated() returns, which copies out what it needs.
+        return self._buffer
+
+    def buffer_updated(self, nbytes):
+        self.data_received(bytes(self._buffer[:nbytes]))
 
     def data_received(self, data):
         if self.lines.closing:

@@ -7,6 +7,7 @@ running services alone.
 """
 
 import asyncio
+import gc
 import itertools
 import logging
 from concurrent.futures import ThreadPoolExecutor
@@ -126,6 +127,7 @@ class Manager:
         loaded, failures = await self._start_scans(scans, reserved=set())
         self._publish(loaded, failures)
         log.info("services running: %s", " ".join(s.name for s in loaded) or "none")
+        gc.freeze()  # see _restart
 
     async def stop(self):
         """Stop every service, in reverse order, after any restart under way."""
@@ -151,9 +153,18 @@ class Manager:
         async with self._restart_lock:
             if self._stopped:
                 raise errors.CommandError(errors.SHUTTING_DOWN)
-            if name is None:
-                return await self._restart_all()
-            return await self._restart_one(name.lower())
+            # What is loaded lives as long as the server, so it is kept out of the
+            # garbage collector's way (gc.freeze): with many services, every full
+            # collection would otherwise walk all of it.  Code being replaced must
+            # be collectable again, so it is thawed for the restart.
+            gc.unfreeze()
+            try:
+                if name is None:
+                    return await self._restart_all()
+                return await self._restart_one(name.lower())
+            finally:
+                gc.collect()
+                gc.freeze()
 
     async def _restart_all(self):
         old = list(self.catalog.services.values())

@@ -13,6 +13,7 @@ import collections
 
 from . import eager, errors, framing, protocol
 from .eager import _enter_task, _leave_task
+from .protocol import render_reply
 from .runner import Reply
 
 QUEUE_HIGH, QUEUE_LOW = 256, 64  # lines waiting before we stop reading, and resume
@@ -22,6 +23,7 @@ DRAIN = object()  # a job: wait until the client has read what we sent
 class Pipeline:
     def __init__(self, manager, peer, transport, max_line):
         self.manager = manager
+        self._begin_line = manager.begin_line
         self.peer = peer
         self.transport = transport
         self.max_line = max_line
@@ -140,19 +142,21 @@ class Pipeline:
             self.transport.close()
 
     def _begin(self, raw):
-        """Start one line; write its reply if done, else return the job left to do."""
+        """Start one line; write its reply if done, else return the job left to do.
+
+        (Every line passes here, so it writes straight to the transport: its
+        callers have made sure the transport is not closing.)
+        """
         try:
-            outcome = self.manager.begin_line(raw, self.peer)
+            outcome = self._begin_line(raw, self.peer)
         except protocol.ParseError as exc:
-            self._write(protocol.render_error(str(exc)))
-            return None
-        if outcome is None:
-            return None
+            outcome = Reply(error=str(exc))
         if type(outcome) is Reply and outcome.stream is None:
-            self._write(protocol.render_reply(outcome))
-            self._after(outcome)
+            self.transport.write(render_reply(outcome))
+            if outcome.close:
+                self._after(outcome)
             return None
-        return outcome
+        return outcome  # None for a blank line, or a job for the worker
 
     def _after(self, reply):
         if reply.close:

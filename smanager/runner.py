@@ -121,10 +121,10 @@ class Runner:
         """Run a Call: its Reply if it is done at once, else a coroutine that
         finishes it (awaited by the connection's task; see eager.py)."""
         service, command, instance = call.service, call.command, call.instance
-        if service is not None and instance._state is not State.RUNNING:
+        if service is not None and instance._state is not _RUNNING:
             return Reply(error=errors.not_running(service.name, instance._state.value))
         kind = command.kind
-        if kind is Kind.ASYNC:
+        if kind is _ASYNC:
             coroutine = command.function(instance, *call.args, **call.kwargs)
             try:
                 waiting_on = coroutine.send(None)  # eager.first_step, inlined: every request
@@ -179,6 +179,7 @@ class Runner:
 
 
 _CAUGHT = (*errors.SERVICE_FAILURES, asyncio.CancelledError)
+_RUNNING, _ASYNC = State.RUNNING, Kind.ASYNC  # looked up on every request
 
 
 def _reraise_real_cancellation(exc):

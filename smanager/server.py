@@ -15,6 +15,7 @@ from .connection import Connection, format_address
 from .manager import Manager
 
 log = logging.getLogger("smanager.server")
+RECEIVE_BUFFER = 65536  # bytes read from a client at a time
 
 
 class Server:
@@ -28,6 +29,7 @@ class Server:
         self._listener = None
         self._tasks = set()
         self._all_closed = None  # set when the last connection is gone, during shutdown
+        self.receive_buffer = memoryview(bytearray(RECEIVE_BUFFER))  # see Connection.get_buffer
 
     @property
     def address(self):
