@@ -21,10 +21,13 @@ The framer is pure: ``feed(bytes)`` returns events, in order.  A line is a
 ``bytes`` object; everything else is one of the small classes below.
 """
 
+import re
+
 IAC, DONT, DO, WONT, WILL, SB, SE = 255, 254, 253, 252, 251, 250, 240
 IP, BRK, EL, EC = 244, 243, 248, 247
 TIMING_MARK = 6
 _IAC_BYTE = b"\xff"
+_SPECIAL = re.compile(b"[\n\xff\x00]")  # what ends or interrupts plain text
 
 
 class Interrupt:
@@ -75,6 +78,7 @@ class LineFramer:
         self._in_subnegotiation = False
         self._skipped = 0  # bytes of subnegotiation skipped so far
         self._refused = set()  # (verb, option) already answered
+        self._stateful = False  # a telnet command or subnegotiation is half-read, or overflowed
         self.telnet_seen = False  # the client has spoken telnet: it is interactive
 
     @property
@@ -88,10 +92,10 @@ class LineFramer:
 
     def feed(self, data):
         """Consume bytes; return the events they complete, in order."""
-        if (data[-1:] == b"\n" and data.find(b"\n") == len(data) - 1 and not self._partial
-                and not self._telnet and not self._in_subnegotiation and not self.overflowed
-                and len(data) <= self.max_line and _IAC_BYTE not in data and b"\x00" not in data):
-            # The common case, one whole plain line, without the general path's calls.
+        if (not self._stateful and not self._partial and data[-1:] == b"\n"
+                and _SPECIAL.search(data).end() == len(data) <= self.max_line):
+            # The common case, one whole line with no telnet, NUL or second newline
+            # in it: the same result as the general path, for a third of the cost.
             return [data[:-2] if data[-2:-1] == b"\r" else data[:-1]]
         events = []
         if self.overflowed:
@@ -101,6 +105,7 @@ class LineFramer:
             self._feed_telnet(self._telnet + data, events)
         else:
             self._add_text(data, events)
+        self._stateful = bool(self._telnet) or self._in_subnegotiation or self.overflowed
         return events
 
     def eof(self):
