@@ -27,7 +27,7 @@ def act_as(task):
     """Make ``task`` current; returns whether stop_acting() must undo it.
 
     (A plain function pair rather than a context manager: this is on every
-    request's path, and it is called once per batch of lines.)
+    request's path.)
     """
     loop = task.get_loop()
     if asyncio.current_task(loop) is task:  # already running inside it
@@ -38,6 +38,10 @@ def act_as(task):
 
 def stop_acting(task):
     _leave_task(task.get_loop(), task)
+
+
+# For a protocol callback, where no task can be running: act_as() without its check.
+enter_task, leave_task = _enter_task, _leave_task
 
 
 @types.coroutine

@@ -12,7 +12,6 @@ import asyncio
 import collections
 
 from . import eager, errors, framing, protocol
-from .eager import _enter_task, _leave_task
 from .protocol import render_reply
 from .runner import Reply
 
@@ -102,12 +101,12 @@ class Pipeline:
                 or self.transport.is_closing()):
             self.add(raw)
             return self.advance()
-        loop = self._loop
-        _enter_task(loop, self.worker)
+        loop = self._loop  # a protocol callback called us: no task is running
+        eager.enter_task(loop, self.worker)
         try:
             job = self._begin(raw)
         finally:
-            _leave_task(loop, self.worker)
+            eager.leave_task(loop, self.worker)
         if job is not None:
             self._hand_over(job)
         elif self.closing or self.finish_then_close:

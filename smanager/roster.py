@@ -1,0 +1,145 @@
+"""The roster: which services run, and how they come and go.  No sockets here.
+
+Services start in load order (directories in the order given, files by name,
+classes in source order) and stop in reverse.  A restart imports the code
+again before stopping anything, so a file that no longer imports leaves its
+running services alone.  Every change ends in a new Catalog, published whole.
+"""
+
+import logging
+
+from . import errors
+from .builtins import UNLISTED
+from .catalog import Catalog, Failure, Loaded
+from .commands import commands_of
+from .lifecycle import start_service, stop_service
+from .loader import VALID_NAME, import_file, service_files, service_name
+
+log = logging.getLogger("smanager.roster")
+
+
+class Roster:
+    """Loads, starts, restarts and stops services; holds the current Catalog."""
+
+    def __init__(self, directories, builtin_commands, *, hook_timeout, options, executor):
+        self.directories = list(directories)
+        self.builtin_commands = builtin_commands
+        self.hook_timeout = hook_timeout
+        self.options = options
+        self.executor = executor
+        self.catalog = Catalog([], builtin_commands, unlisted=UNLISTED)
+
+    async def start(self):
+        scans = [import_file(path) for path in service_files(self.directories)]
+        loaded, failures = await self._start_scans(scans, reserved=set())
+        self._publish(loaded, failures)
+        log.info("services running: %s", " ".join(s.name for s in loaded) or "none")
+
+    async def stop(self):
+        await self._stop(list(self.catalog.services.values()))
+        self._publish([], {})
+
+    async def restart(self, name=None):
+        """Reload one service, or all; the report for the client."""
+        if name is None:
+            return await self._restart_all()
+        return await self._restart_one(name.lower())
+
+    async def _restart_all(self):
+        old = list(self.catalog.services.values())
+        scans = [import_file(path) for path in service_files(self.directories)]
+        broken = {scan.path: scan.error for scan in scans if scan.error}
+        kept = [s for s in old if s.path in broken]
+        await self._stop([s for s in old if s.path not in broken])
+        reserved = {s.name for s in kept}
+        started, failures = await self._start_scans(
+            [scan for scan in scans if not (scan.error and scan.path in {s.path for s in kept})],
+            reserved)
+        order = {scan.path: index for index, scan in enumerate(scans)}
+        running = sorted(kept + started, key=lambda s: order.get(s.path, len(order)))
+        self._publish(running, failures)
+        report = [f"{s.name}: kept running the old code: {broken[s.path]}" for s in kept]
+        report += [f"{name}: {failure.reason}" for name, failure in failures.items()]
+        report.append("restarted: " + (" ".join(s.name for s in started) or "nothing"))
+        return "\n".join(report)
+
+    async def _restart_one(self, name):
+        current = self.catalog.services.get(name)
+        failure = self.catalog.failures.get(name)
+        if current is None and failure is None:
+            raise errors.CommandError(f"no service named {errors.shown(name)} (try 'help')")
+        path = current.path if current else failure.path
+        scan = import_file(path)
+        if scan.error and current is not None:
+            return f"{name}: kept running the old code: {scan.error}"
+        if current is not None or not failure.whole_file:
+            scan.classes = [cls for cls in scan.classes if service_name(cls) == name]
+        others = [s for s in self.catalog.services.values() if s is not current]
+        if current is not None:
+            await self._stop([current])
+        started, failures = await self._start_scans([scan], {s.name for s in others})
+        if not started and not failures:
+            failures = {name: Failure(path, f"no longer defined in {path.name}")}
+        running = [started[0] if s is current else s
+                   for s in self.catalog.services.values() if s is not current or started]
+        if current is None:
+            running += started
+        kept_failures = {key: value for key, value in self.catalog.failures.items()
+                         if key != name and key not in failures}
+        self._publish(running, {**kept_failures, **failures})
+        report = [f"{key}: {value.reason}" for key, value in failures.items()]
+        return "\n".join(report + ["restarted: " + " ".join(s.name for s in started)]
+                         if started else report)
+
+    async def _start_scans(self, scans, reserved):
+        """Instantiate and start the classes found; returns (running, failures)."""
+        running, failures = [], {}
+        for scan in scans:
+            if scan.error:
+                failures[scan.label] = Failure(scan.path, f"failed to load: {scan.error}",
+                                               whole_file=True)
+                continue
+            for cls in scan.classes:
+                name = service_name(cls)
+                problem = self._name_problem(name, reserved)
+                if problem:
+                    log.error("service %s from %s not loaded: %s", name, scan.path.name, problem)
+                    failures.setdefault(name, Failure(scan.path, f"not loaded: {problem}"))
+                    continue
+                loaded = await self._start_one(cls, name, scan.path, failures)
+                if loaded is not None:
+                    reserved.add(name)
+                    running.append(loaded)
+        return running, failures
+
+    def _name_problem(self, name, reserved):
+        if not VALID_NAME.match(name):
+            return "a service name is letters, digits, '_', '.', '-' (64 at most)"
+        if name in self.builtin_commands:
+            return "that name is a built-in command"
+        if name in reserved:
+            return "another service already has that name"
+        return None
+
+    async def _start_one(self, cls, name, path, failures):
+        try:
+            instance = cls()
+            instance.options = dict(self.options.get(name, {}))
+            commands = commands_of(cls)
+        except errors.SERVICE_FAILURES as exc:  # a broken service is a report
+            log.exception("service %s could not be created", name)
+            failures[name] = Failure(path, f"failed to load: {errors.describe_exception(exc)}")
+            return None
+        reason = await start_service(instance, timeout=self.hook_timeout, executor=self.executor)
+        if reason is not None:
+            await stop_service(instance, timeout=self.hook_timeout, executor=self.executor)
+            failures[name] = Failure(path, f"failed to start: {reason}")
+            return None
+        return Loaded.wrap(name, instance, commands, path)
+
+    async def _stop(self, services):
+        for loaded in reversed(services):
+            await stop_service(loaded.instance, timeout=self.hook_timeout, executor=self.executor)
+
+    def _publish(self, running, failures):
+        self.catalog = Catalog(running, self.builtin_commands, failures, UNLISTED)
