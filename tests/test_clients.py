@@ -225,6 +225,32 @@ async def test_telnet_session_ctrl_c_interrupts_a_stream_and_quit_closes():
             terminal.close()
 
 
+async def test_kill_closes_an_idle_telnet_session():
+    need("telnet")
+    async with running_server() as server:
+        serving = asyncio.create_task(server.serve_until_shutdown())
+        master, slave = os.openpty()
+        try:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", LOGIN_TTY, "telnet", "127.0.0.1", str(server.address[1]),
+                stdin=slave, stdout=slave, stderr=slave)
+        finally:
+            os.close(slave)
+        terminal = Terminal(master)
+        try:
+            await terminal.expect(SEP_LINE)  # the banner: the session is open and idle
+            admin = await LineClient.connect(server.address[1])
+            assert await admin.ask("kill") == "shutting down\n" + SEP_LINE.decode()
+            await terminal.expect(b"Connection closed by foreign host.\n")
+            await asyncio.wait_for(process.wait(), TIMEOUT)
+            await asyncio.wait_for(serving, TIMEOUT)
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+            terminal.close()
+
+
 # -- 4. telnet control bytes from a raw socket -------------------------------------
 
 
