@@ -17,6 +17,7 @@ SERVICE_FAILURES = (Exception, SystemExit, KeyboardInterrupt)
 NOT_UTF8 = "line is not valid UTF-8"
 UNBALANCED_QUOTES = "unbalanced quotes"
 INTERRUPTED = "interrupted"
+CANCELLED = "the command was cancelled"
 SHUTTING_DOWN = "server is shutting down"
 
 

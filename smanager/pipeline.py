@@ -10,11 +10,13 @@ request that finishes at once costs no task switch.
 
 import asyncio
 import collections
+import logging
 
 from . import eager, errors, framing, protocol
 from .protocol import render_reply
 from .runner import Reply
 
+log = logging.getLogger("smanager.pipeline")
 QUEUE_HIGH, QUEUE_LOW = 256, 64  # lines waiting before we stop reading, and resume
 DRAIN = object()  # a job: wait until the client has read what we sent
 
@@ -34,10 +36,16 @@ class Pipeline:
         self._wakeup = None  # the future an idle worker waits on
         self._running = False  # the worker is inside a job
         self._cancel_reason = None  # the error to reply when the running job is cancelled
+        self._cancel_next_job = False  # a cancellation arrived for the job handed over
         self._write_paused = False
         self._drain_waiter = None
         self._not_reading = set()  # why we stopped reading: "queue" full, "output" unread
         self._loop = None
+
+    @property
+    def busy(self):
+        """A command is running or about to (not merely waiting for the client to read)."""
+        return self._job is not None and self._job is not DRAIN
 
     # -- input -------------------------------------------------------------------
 
@@ -121,7 +129,7 @@ class Pipeline:
             self.worker = self._loop.create_task(self._work())
         acting = self.queue and eager.act_as(self.worker)
         try:
-            while self.queue:
+            while self.queue and not self.transport.is_closing():
                 if self._write_paused:
                     return self._hand_over(DRAIN)
                 item = self.queue.popleft()
@@ -177,25 +185,52 @@ class Pipeline:
         self._job = replacement
 
     async def _work(self):
+        """The worker: finishes handed-over jobs for as long as the connection lives.
+
+        It must survive cancellations not meant to end it.  lost() cancels it
+        to end it; interrupt() cancels the job in progress with a reason.  Any
+        other cancellation (a command cancelling its own task) ends only the
+        job in progress.  One that arrives while idle, with a job just handed
+        over, was asked for by that job's first step (an asyncio.timeout()
+        already past, say), so it is passed on to the job; while idle with no
+        job (the loop closing down), it ends the worker.  After each job the
+        task's cancel count is reset, so the next one starts clean.
+        """
         loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
         try:
             while not self.transport.is_closing():
                 if self._job is None:
                     self._wakeup = loop.create_future()
-                    await self._wakeup
+                    try:
+                        await self._wakeup
+                    except asyncio.CancelledError:
+                        if self._job is None or self.transport.is_closing():
+                            raise
+                        task.uncancel()
+                        self._cancel_next_job = True
                     continue
                 await self._finish(self._job)
                 self._job = None
+                while task.cancelling():
+                    task.uncancel()
                 self.advance()
         except (asyncio.CancelledError, ConnectionError):
             pass  # the client has gone, or the server is closing the connection
+        except Exception:  # noqa: BLE001 - a bug here must not leave a silent connection
+            log.exception("%s: connection worker failed", self.peer.address)
         finally:
             self.worker = None
+            if not self.transport.is_closing():
+                self.transport.close()
 
     async def _finish(self, job):
         self._running = True
         try:
             if job is not DRAIN:
+                if self._cancel_next_job and asyncio.iscoroutine(job):
+                    asyncio.current_task().cancel()  # delivered inside the job, see _work
+                self._cancel_next_job = False
                 reply = job if type(job) is Reply else await job
                 if reply.stream is not None:
                     await self._send_stream(reply.stream)
@@ -203,10 +238,10 @@ class Pipeline:
                     self._write(protocol.render_reply(reply))
                 self._after(reply)
         except asyncio.CancelledError:
-            if self._cancel_reason is None:
-                raise
+            if self._cancel_reason is None and self.transport.is_closing():
+                raise  # the connection is gone
             asyncio.current_task().uncancel()
-            self._write(protocol.render_error(self._cancel_reason))
+            self._write(protocol.render_error(self._cancel_reason or errors.CANCELLED))
         finally:
             self._running = False
             self._cancel_reason = None
