@@ -116,6 +116,7 @@ class Connection(asyncio.BufferedProtocol):
         if type(event) is bytes:
             self._line(event)
         elif event is framing.INTERRUPT:
+            self.lines.advance()  # lines before the Ctrl-C run, as if they came in a read of their own
             self.lines.interrupt(errors.INTERRUPTED)
         elif event is framing.OVERFLOW:
             self.lines.overflowed()

@@ -147,7 +147,8 @@ class LineFramer:
             newline = data.find(b"\n", start)
         if start < len(data):
             self._partial += data[start:]
-            if len(self._partial) > self.max_line:
+            # (a CR at the end may be the first half of the CR LF that ends the line)
+            if len(self._partial) - self._partial.endswith(b"\r") > self.max_line:
                 self._overflow(events)
 
     def _emit(self, line, events):
@@ -177,6 +178,8 @@ class LineFramer:
                 return
             if iac > pos:
                 self._add_text(data[pos:iac], events)
+                if self.overflowed:
+                    return
             if iac + 1 >= end:
                 self._telnet = data[iac:]
                 return

@@ -102,7 +102,7 @@ def to_text(value):
         try:
             value = str(value)
         except Exception:  # noqa: BLE001 - a reply must be sent whatever the value
-            value = repr(value)
+            value = f"<{type(value).__name__} object that cannot be shown>"
     value = value.rstrip("\n")
     return value + "\n" if value else ""
 

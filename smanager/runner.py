@@ -88,7 +88,6 @@ class Call(NamedTuple):
     instance: object
     args: list
     kwargs: dict
-    timeout: float | None
 
     @property
     def label(self):
@@ -112,10 +111,14 @@ class Runner:
         except errors.ArgumentError as exc:
             usage = help_text.usage(command, service and service.name)
             return Reply(error=errors.bad_arguments(exc, usage))
-        # Built-ins (help, restart) are ours and bound their own work.
-        timeout = None if service is None else (
-            self.default_timeout if service.timeout is None else service.timeout)
-        return Call(service, command, instance, args, kwargs, timeout)
+        return Call(service, command, instance, args, kwargs)
+
+    def _timeout(self, call):
+        """The call's time limit, read when it runs: a service may change its own."""
+        if call.service is None:
+            return None  # built-ins (help, restart) are ours and bound their own work
+        limit = call.service.timeout
+        return self.default_timeout if limit is None else limit
 
     def start(self, call):
         """Run a Call: its Reply if it is done at once, else a coroutine that
@@ -132,27 +135,27 @@ class Runner:
                 value = done.value
                 return value if type(value) is Reply else Reply(value)
             except _CAUGHT as exc:  # nothing cancels a first step: a CancelledError is its own
-                return Reply(error=_failure(exc, None, call.label, call.timeout))
+                return Reply(error=_failure(exc, None, call.label, None))
             return self._resumed(coroutine, waiting_on, call)
         if kind is Kind.BLOCKING:
             return self._in_thread(
                 functools.partial(command.function, instance, *call.args, **call.kwargs), call)
         return Reply(stream=Stream(command.function(instance, *call.args, **call.kwargs),
-                                   call.timeout, call.label))
+                                   self._timeout(call), call.label))
 
     async def _resumed(self, coroutine, waiting_on, call):
-        deadline = None
+        deadline, timeout = None, self._timeout(call)
         try:
-            async with asyncio.timeout(call.timeout) as deadline:
+            async with asyncio.timeout(timeout) as deadline:
                 value = await eager.resume(coroutine, waiting_on)
         except _CAUGHT as exc:  # every failure is a reply
             _reraise_real_cancellation(exc)
-            return Reply(error=_failure(exc, deadline, call.label, call.timeout))
+            return Reply(error=_failure(exc, deadline, call.label, timeout))
         return _as_reply(value)
 
     async def _in_thread(self, function, call):
         lock = call.service and call.service.lock
-        timeout = call.timeout
+        timeout = self._timeout(call)
         deadline, waiting = None, False
         try:
             async with asyncio.timeout(timeout) as deadline:

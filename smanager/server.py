@@ -94,7 +94,7 @@ class Server:
                     connection.transport.abort()
 
     async def _wait_for_commands(self, timeout):
-        workers = [c.worker for c in self.connections if c.worker is not None]
+        workers = [c.worker for c in self.connections if c.lines.busy and c.worker is not None]
         if not workers:
             return
         _, late = await asyncio.wait(workers, timeout=timeout)
