@@ -73,7 +73,10 @@ class Connection(asyncio.BufferedProtocol):
         return self._buffer
 
     def buffer_updated(self, nbytes):
-        self.data_received(bytes(self._buffer[:nbytes]))
+        data = bytes(self._buffer[:nbytes])
+        if not (self.lines_seen and self.framer.at_line_start
+                and self.lines.answer_remembered(data)):
+            self.data_received(data)
 
     def data_received(self, data):
         if self.lines.closing:

@@ -90,6 +90,11 @@ class LineFramer:
     def has_partial(self):
         return bool(self._partial)
 
+    @property
+    def at_line_start(self):
+        """Nothing half-read: the next byte starts a new line."""
+        return not self._partial and not self._stateful
+
     def feed(self, data):
         """Consume bytes; return the events they complete, in order."""
         if (not self._stateful and not self._partial and data[-1:] == b"\n"
