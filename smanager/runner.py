@@ -86,8 +86,7 @@ class Call(NamedTuple):
     service: object  # Loaded, or None for a built-in
     command: object
     instance: object
-    args: list
-    kwargs: dict
+    invoke: functools.partial  # the command's function with its instance and arguments
 
     @property
     def label(self):
@@ -111,7 +110,8 @@ class Runner:
         except errors.ArgumentError as exc:
             usage = help_text.usage(command, service and service.name)
             return Reply(error=errors.bad_arguments(exc, usage))
-        return Call(service, command, instance, args, kwargs)
+        return Call(service, command, instance,
+                    functools.partial(command.function, instance, *args, **kwargs))
 
     def _timeout(self, call):
         """The call's time limit, read when it runs: a service may change its own."""
@@ -128,7 +128,7 @@ class Runner:
             return Reply(error=errors.not_running(service.name, instance._state.value))
         kind = command.kind
         if kind is _ASYNC:
-            coroutine = command.function(instance, *call.args, **call.kwargs)
+            coroutine = call.invoke()
             try:
                 waiting_on = coroutine.send(None)  # eager.first_step, inlined: every request
             except StopIteration as done:
@@ -138,10 +138,8 @@ class Runner:
                 return Reply(error=_failure(exc, None, call.label, None))
             return self._resumed(coroutine, waiting_on, call)
         if kind is Kind.BLOCKING:
-            return self._in_thread(
-                functools.partial(command.function, instance, *call.args, **call.kwargs), call)
-        return Reply(stream=Stream(command.function(instance, *call.args, **call.kwargs),
-                                   self._timeout(call), call.label))
+            return self._in_thread(call.invoke, call)
+        return Reply(stream=Stream(call.invoke(), self._timeout(call), call.label))
 
     async def _resumed(self, coroutine, waiting_on, call):
         deadline, timeout = None, self._timeout(call)
