@@ -184,71 +184,64 @@ class Terminal:
         os.close(self.fd)
 
 
+@contextlib.asynccontextmanager
+async def telnet(port):
+    """Real telnet on a pseudo-terminal that is its controlling terminal;
+    yields (process, Terminal) and kills telnet if it is still running."""
+    master, slave = os.openpty()
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", LOGIN_TTY, "telnet", "127.0.0.1", str(port),
+            stdin=slave, stdout=slave, stderr=slave)
+    finally:
+        os.close(slave)
+    terminal = Terminal(master)
+    try:
+        yield process, terminal
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        terminal.close()
+
+
 async def test_telnet_session_ctrl_c_interrupts_a_stream_and_quit_closes():
     need("telnet")
-    async with running_server() as server:
-        master, slave = os.openpty()
-        try:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable, "-c", LOGIN_TTY, "telnet", "127.0.0.1", str(server.address[1]),
-                stdin=slave, stdout=slave, stderr=slave)
-        finally:
-            os.close(slave)
-        terminal = Terminal(master)
-        try:
-            await terminal.expect(b"Escape character is '^]'.\n")
-            assert await terminal.expect(SEP_LINE) == BANNER
+    async with running_server() as server, telnet(server.address[1]) as (process, terminal):
+        await terminal.expect(b"Escape character is '^]'.\n")
+        assert await terminal.expect(SEP_LINE) == BANNER
 
-            terminal.type(b"systemstatus echo hi\r")
-            assert await terminal.expect(SEP_LINE) == b"systemstatus echo hi\n" + reply("hi")
+        terminal.type(b"systemstatus echo hi\r")
+        assert await terminal.expect(SEP_LINE) == b"systemstatus echo hi\n" + reply("hi")
 
-            terminal.type(b"testsvc forever\r")
-            await terminal.expect(b"\ntick 3\n")  # the stream is flowing
-            terminal.type(b"\x03")  # Ctrl-C
-            await terminal.expect(b"ERROR: interrupted\n" + SEP_LINE)
+        terminal.type(b"testsvc forever\r")
+        await terminal.expect(b"\ntick 3\n")  # the stream is flowing
+        terminal.type(b"\x03")  # Ctrl-C
+        await terminal.expect(b"ERROR: interrupted\n" + SEP_LINE)
 
-            # The stream stopped: the session runs the next line (the worker is
-            # sequential, so an endless stream would keep it queued forever),
-            # and no tick arrives after the interruption.
-            terminal.type(b"systemstatus echo after\r")
-            after = await terminal.expect(SEP_LINE)
-            assert after == b"systemstatus echo after\n" + reply("after"), after
+        # The stream stopped: the session runs the next line (the worker is
+        # sequential, so an endless stream would keep it queued forever),
+        # and no tick arrives after the interruption.
+        terminal.type(b"systemstatus echo after\r")
+        after = await terminal.expect(SEP_LINE)
+        assert after == b"systemstatus echo after\n" + reply("after"), after
 
-            terminal.type(b"quit\r")
-            assert await terminal.expect(SEP_LINE) == b"quit\n" + reply("bye")
-            await terminal.expect(b"Connection closed by foreign host.\n")
-            await asyncio.wait_for(process.wait(), TIMEOUT)
-        finally:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
-            terminal.close()
+        terminal.type(b"quit\r")
+        assert await terminal.expect(SEP_LINE) == b"quit\n" + reply("bye")
+        await terminal.expect(b"Connection closed by foreign host.\n")
+        await asyncio.wait_for(process.wait(), TIMEOUT)
 
 
 async def test_kill_closes_an_idle_telnet_session():
     need("telnet")
-    async with running_server() as server:
+    async with running_server() as server, telnet(server.address[1]) as (process, terminal):
         serving = asyncio.create_task(server.serve_until_shutdown())
-        master, slave = os.openpty()
-        try:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable, "-c", LOGIN_TTY, "telnet", "127.0.0.1", str(server.address[1]),
-                stdin=slave, stdout=slave, stderr=slave)
-        finally:
-            os.close(slave)
-        terminal = Terminal(master)
-        try:
-            await terminal.expect(SEP_LINE)  # the banner: the session is open and idle
-            admin = await LineClient.connect(server.address[1])
-            assert await admin.ask("kill") == "shutting down\n" + SEP_LINE.decode()
-            await terminal.expect(b"Connection closed by foreign host.\n")
-            await asyncio.wait_for(process.wait(), TIMEOUT)
-            await asyncio.wait_for(serving, TIMEOUT)
-        finally:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
-            terminal.close()
+        await terminal.expect(SEP_LINE)  # the banner: the session is open and idle
+        admin = await LineClient.connect(server.address[1])
+        assert await admin.ask("kill") == "shutting down\n" + SEP_LINE.decode()
+        await terminal.expect(b"Connection closed by foreign host.\n")
+        await asyncio.wait_for(process.wait(), TIMEOUT)
+        await asyncio.wait_for(serving, TIMEOUT)
 
 
 # -- 4. telnet control bytes from a raw socket -------------------------------------
