@@ -159,7 +159,7 @@ class Pipeline:
         The caller vouches that the framer is at the start of a line (nothing
         half-read) and that this is not the connection's first line.
         """
-        if (self._job is not None or self.queue or self._write_paused
+        if (self._job is not None or self.queue or self._write_paused or self.closing
                 or data[-1:] != b"\n" or self.worker is None):
             return False
         calls = self._roster.catalog.calls  # the catalog of the moment: a restart replaces it
