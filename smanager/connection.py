@@ -96,7 +96,7 @@ class Connection(asyncio.BufferedProtocol):
         if not self.lines.closing:
             for event in self.framer.eof():
                 self._handle(event)
-        self.lines.finish_then_close = True
+        self.lines.no_more_input()
         self.lines.advance()
         return True  # keep our side open until the replies are written
 
@@ -108,10 +108,10 @@ class Connection(asyncio.BufferedProtocol):
             self.server.track(self.server.manager.client_left(self.peer))
 
     def pause_writing(self):
-        self.lines.pause_writing()
+        self.lines.flow.pause_writing()
 
     def resume_writing(self):
-        self.lines.resume_writing()
+        self.lines.flow.resume_writing()
 
     # -- what the client's bytes mean ------------------------------------------------
 
@@ -119,7 +119,7 @@ class Connection(asyncio.BufferedProtocol):
         if type(event) is bytes:
             self._line(event)
         elif event is framing.INTERRUPT:
-            self.lines.advance()  # lines before the Ctrl-C run, as if they came in a read of their own
+            self.lines.advance()  # lines before the Ctrl-C run, as if read on their own
             self.lines.interrupt(errors.INTERRUPTED)
         elif event is framing.OVERFLOW:
             self.lines.overflowed()
@@ -159,8 +159,7 @@ class Connection(asyncio.BufferedProtocol):
         self._oneshot_timer = None
         if self.lines_seen == 0 and not self.lines.closing:
             self._line(self.framer.take_partial())
-            self.lines.finish_then_close = True
-            self.transport.pause_reading()
+            self.lines.no_more_input()
             self.lines.advance()
 
     # -- shutdown ----------------------------------------------------------------

@@ -40,7 +40,8 @@ def full(catalog):
     lines += [_entry(name, cmd.summary) for name, cmd in catalog.listed_builtins().items()]
     if catalog.failures:
         lines += [SEPARATOR, "Failed to load:"]
-        lines += [_entry(name, failure.reason) for name, failure in sorted(catalog.failures.items())]
+        failures = sorted(catalog.failures.items())
+        lines += [_entry(name, failure.reason) for name, failure in failures]
     return Preformatted("\n".join(lines) + "\n\n")  # the seed's layout ends in a blank line
 
 

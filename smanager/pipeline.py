@@ -13,6 +13,7 @@ import collections
 import logging
 
 from . import eager, errors, framing, protocol
+from .flow import Flow
 from .protocol import render_reply
 from .runner import Reply
 
@@ -39,9 +40,7 @@ class Pipeline:
         self._running = False  # the worker is inside a job
         self._cancel_reason = None  # the error to reply when the running job is cancelled
         self._cancel_next_job = False  # a cancellation arrived for the job handed over
-        self._write_paused = False
-        self._drain_waiter = None
-        self._not_reading = set()  # why we stopped reading: "queue" full, "output" unread
+        self.flow = Flow(transport)
         self._loop = None
 
     @property
@@ -54,29 +53,23 @@ class Pipeline:
     def add(self, raw):
         self.queue.append(raw)
         if len(self.queue) >= QUEUE_HIGH:
-            self._stop_reading("queue")
+            self.flow.stop_reading("queue")
 
-    def _stop_reading(self, why):
-        if not self._not_reading:
-            self.transport.pause_reading()
-        self._not_reading.add(why)
-
-    def _start_reading(self, why):
-        if why in self._not_reading:
-            self._not_reading.discard(why)
-            if not self._not_reading and not (self.closing or self.finish_then_close):
-                self.transport.resume_reading()
+    def no_more_input(self):
+        """The client has finished (or will be treated as finished): close when done."""
+        self.finish_then_close = True
+        self.flow.stop_for_good()
 
     def overflowed(self):
         """The line limit was passed: answer what came before, then an error, then close."""
         self.queue.append(framing.OVERFLOW)
         self.closing = True
-        self.transport.pause_reading()
+        self.flow.stop_for_good()
 
     def interrupt(self, reason):
         """Ctrl-C or shutdown: drop waiting lines, stop the job with an error reply."""
         self.queue.clear()
-        self._start_reading("queue")
+        self.flow.start_reading("queue")
         if self._running:
             if self._cancel_reason is None:  # one cancel per job, however many Ctrl-Cs
                 self._cancel_reason = reason
@@ -91,7 +84,7 @@ class Pipeline:
         if self._job is None:
             self.transport.close()
         else:
-            self.transport.pause_reading()
+            self.flow.stop_for_good()
 
     def lost(self):
         """The transport is gone: stop everything."""
@@ -99,15 +92,14 @@ class Pipeline:
         self._drop_job(None)
         if self.worker is not None:
             self.worker.cancel()
-        if self._drain_waiter is not None and not self._drain_waiter.done():
-            self._drain_waiter.set_exception(ConnectionResetError("connection lost"))
+        self.flow.lost()
 
     # -- running -----------------------------------------------------------------
 
     def run_now(self, raw):
         """One line while nothing waits or runs: the common case, straight
         through (what advance() does for a queue of one, with fewer steps)."""
-        if (self.queue or self._job is not None or self.worker is None or self._write_paused
+        if (self.queue or self._job is not None or self.worker is None or self.flow.write_paused
                 or self.transport.is_closing()):
             self.add(raw)
             return self.advance()
@@ -132,11 +124,11 @@ class Pipeline:
         acting = self.queue and eager.act_as(self.worker)
         try:
             while self.queue and not self.transport.is_closing():
-                if self._write_paused:
+                if self.flow.write_paused:
                     return self._hand_over(DRAIN)
                 item = self.queue.popleft()
                 if len(self.queue) <= QUEUE_LOW:
-                    self._start_reading("queue")
+                    self.flow.start_reading("queue")
                 if item is framing.OVERFLOW:
                     self._write(protocol.render_error(errors.line_too_long(self.max_line)))
                     self.closing = True
@@ -159,7 +151,7 @@ class Pipeline:
         The caller vouches that the framer is at the start of a line (nothing
         half-read) and that this is not the connection's first line.
         """
-        if (self._job is not None or self.queue or self._write_paused or self.closing
+        if (self._job is not None or self.queue or self.flow.write_paused or self.closing
                 or data[-1:] != b"\n" or self.worker is None):
             return False
         calls = self._roster.catalog.calls  # the catalog of the moment: a restart replaces it
@@ -203,7 +195,7 @@ class Pipeline:
         if reply.close:
             self.closing = True
             self.queue.clear()
-            self.transport.pause_reading()
+            self.flow.stop_for_good()
 
     def _hand_over(self, job):
         self._job = job
@@ -280,13 +272,13 @@ class Pipeline:
             self._running = False
             self._cancel_reason = None
         # Outside the command: a reply already sent whole is not "interrupted".
-        await self._drain()
+        await self.flow.drain()
 
     async def _send_stream(self, stream):
         try:
             async for text in stream:
                 self._write(protocol.render_body(text))
-                await self._drain()
+                await self.flow.drain()
         finally:
             await stream.aclose()
         self._write(protocol.render_end(stream.error))
@@ -296,23 +288,3 @@ class Pipeline:
     def _write(self, data):
         if not self.transport.is_closing():
             self.transport.write(data)
-
-    def pause_writing(self):
-        """The client is not reading what we send: stop reading what it sends,
-        so that neither its requests nor our replies can pile up in memory."""
-        self._write_paused = True
-        self._stop_reading("output")
-
-    def resume_writing(self):
-        self._write_paused = False
-        self._start_reading("output")
-        if self._drain_waiter is not None and not self._drain_waiter.done():
-            self._drain_waiter.set_result(None)
-
-    async def _drain(self):
-        if self._write_paused and not self.transport.is_closing():
-            self._drain_waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._drain_waiter
-            finally:
-                self._drain_waiter = None

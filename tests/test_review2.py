@@ -355,7 +355,7 @@ async def test_replies_paused_by_a_slow_reader_keep_their_order(rev_dir):
         client, conn = await small_buffer_client(server)
         batch = "".join(f"rev blob 64\nrev say {i}\n" for i in range(40))  # 2.5 MiB of replies
         await client.send(batch)
-        await until(lambda: conn.lines._write_paused)  # the server sees the client lagging
+        await until(lambda: conn.lines.flow.write_paused)  # the server sees the client lagging
         for i in range(40):
             assert await reply(client, TIMEOUT) == ("y" * 1023 + "\n") * 64 + SEP
             assert await reply(client, TIMEOUT) == f"{i}\n" + SEP
@@ -469,7 +469,7 @@ async def test_shutdown_does_not_wait_for_an_idle_connection_that_is_not_reading
     async with rev_server(rev_dir, shutdown_timeout=0.5) as server:
         client, conn = await small_buffer_client(server)
         await client.send("rev blob 4096")  # 4 MiB, answered at once: nothing runs after
-        await until(lambda: conn.lines._write_paused)
+        await until(lambda: conn.lines.flow.write_paused)
         assert conn.lines._job is None and not conn.lines._running  # idle
         started = time.monotonic()
         await asyncio.wait_for(server.shutdown(), TIMEOUT)

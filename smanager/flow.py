@@ -1,0 +1,57 @@
+"""Backpressure for one connection, both ways.
+
+Reading stops for as long as any reason holds: too many lines waiting to run
+("queue"), or replies the client is not reading ("output") — so a client
+cannot make the server hold more than a bounded amount for it, in either
+direction.  Writing, for a command that produces more (a stream), waits in
+drain() until the client has caught up.
+"""
+
+import asyncio
+
+
+class Flow:
+    def __init__(self, transport):
+        self.transport = transport
+        self.write_paused = False
+        self.final = False  # no more reading will ever be wanted: never resume
+        self._not_reading = set()
+        self._drain_waiter = None
+
+    def stop_reading(self, why):
+        if not self._not_reading:
+            self.transport.pause_reading()
+        self._not_reading.add(why)
+
+    def start_reading(self, why):
+        if why in self._not_reading:
+            self._not_reading.discard(why)
+            if not self._not_reading and not self.final:
+                self.transport.resume_reading()
+
+    def stop_for_good(self):
+        self.final = True
+        self.transport.pause_reading()
+
+    def pause_writing(self):
+        self.write_paused = True
+        self.stop_reading("output")
+
+    def resume_writing(self):
+        self.write_paused = False
+        self.start_reading("output")
+        if self._drain_waiter is not None and not self._drain_waiter.done():
+            self._drain_waiter.set_result(None)
+
+    async def drain(self):
+        """Wait until the client has read enough of what was written."""
+        if self.write_paused and not self.transport.is_closing():
+            self._drain_waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._drain_waiter
+            finally:
+                self._drain_waiter = None
+
+    def lost(self):
+        if self._drain_waiter is not None and not self._drain_waiter.done():
+            self._drain_waiter.set_exception(ConnectionResetError("connection lost"))
