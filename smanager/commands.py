@@ -94,7 +94,6 @@ class Command:
     keyword_only: tuple  # Params only filled by name=value
     rest: Param | None  # *args
     wants_session: bool
-    takes_only_text: bool = False  # only *args of str: every word is a value as it is
 
     @property
     def summary(self):
@@ -112,8 +111,6 @@ class Command:
 
     def bind(self, words, session=None):
         """Request words -> (args, kwargs) for the function, or ArgumentError."""
-        if self.takes_only_text:
-            return list(words), ({SESSION_PARAMETER: session} if self.wants_session else {})
         named, loose = {}, []
         for word in words:
             key, equals, value = word.partition("=")
@@ -195,9 +192,8 @@ def command_from_function(name, function, toplevel=False):
             keyword_only.append(spec)
         else:
             positional.append(spec)
-    only_text = not positional and not keyword_only and rest is not None and rest.kind is str
     return Command(name, function, kind, toplevel, inspect.cleandoc(function.__doc__ or ""),
-                   tuple(positional), tuple(keyword_only), rest, wants_session, only_text)
+                   tuple(positional), tuple(keyword_only), rest, wants_session)
 
 
 def _value_type(param):

@@ -81,11 +81,7 @@ class Connection(asyncio.BufferedProtocol):
     def data_received(self, data):
         if self.lines.closing:
             return
-        events = self.framer.feed(data)
-        if len(events) == 1 and self.lines_seen and type(events[0]) is bytes:
-            self.lines_seen += 1  # a later line: not HTTP's, not a one-shot
-            return self.lines.run_now(events[0])
-        for event in events:
+        for event in self.framer.feed(data):
             self._handle(event)
         if self.lines_seen == 0 and self.framer.has_partial and not self.lines.closing:
             self._maybe_oneshot(data)

@@ -96,24 +96,6 @@ class Pipeline:
 
     # -- running -----------------------------------------------------------------
 
-    def run_now(self, raw):
-        """One line while nothing waits or runs: the common case, straight
-        through (what advance() does for a queue of one, with fewer steps)."""
-        if (self.queue or self._job is not None or self.worker is None or self.flow.write_paused
-                or self.transport.is_closing()):
-            self.add(raw)
-            return self.advance()
-        loop = self._loop  # a protocol callback called us: no task is running
-        eager.enter_task(loop, self.worker)
-        try:
-            job = self._begin(raw)
-        finally:
-            eager.leave_task(loop, self.worker)
-        if job is not None:
-            self._hand_over(job)
-        elif self.closing or self.finish_then_close:
-            self.transport.close()
-
     def advance(self):
         """Run queued lines now, acting as the worker, until one has to wait."""
         if self._job is not None or self.transport.is_closing():

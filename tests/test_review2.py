@@ -270,7 +270,7 @@ async def test_a_first_step_acts_as_the_connection_worker(rev_dir):
     async with rev_server(rev_dir) as server:
         client = await LineClient.connect(server.address[1])
         assert await ask(client, "rev whose") == "same task\n" + SEP  # first line: advance()
-        assert await ask(client, "rev whose") == "same task\n" + SEP  # later line: run_now()
+        assert await ask(client, "rev whose") == "same task\n" + SEP  # a later line
         await client.send("rev whose\nrev whose\n")                   # pipelined
         assert await replies(client, 2) == ["same task\n" + SEP] * 2
         worker = the_connection(server).worker
@@ -559,7 +559,8 @@ async def core_pipeline(rev_dir):
 
 def feed(pipeline, *lines):
     for line in lines:
-        pipeline.run_now(line)
+        pipeline.add(line)
+        pipeline.advance()
 
 
 async def test_ctrl_c_between_hand_over_and_the_workers_first_step(rev_dir):
