@@ -1,13 +1,14 @@
 """The commands every smanager has, described by the same rules as a service's.
 
-``quit`` and ``exit`` work everywhere but are not listed, so ``help`` keeps the
-seed's layout (``COMMANDS: help kill restart``).
+``quit``, ``exit`` and ``mode`` work everywhere but are not listed, so ``help``
+keeps the seed's layout (``COMMANDS: help kill restart``); ``help mode`` works.
 """
 
-from . import help as help_text
+from . import errors, help as help_text
+from .formats import FORMATS
 from .runner import Reply
 
-UNLISTED = frozenset({"quit", "exit"})
+UNLISTED = frozenset({"quit", "exit", "mode"})
 
 
 class Builtins:
@@ -44,6 +45,21 @@ class Builtins:
         loaded, the running version is kept and the reply says why.
         """
         return await self.manager.restart(service)
+
+    async def cmd_mode(self, mode):
+        """switch this connection's replies between text and JSON
+
+        mode json   each reply is one line of JSON: {"ok": true, "result": ...}
+                    or {"ok": false, "error": "..."}; a stream sends
+                    {"chunk": ...} lines, then one of those
+        mode text   back to text and the separator (the default)
+
+        The switch applies from its own reply on.
+        """
+        chosen = mode.lower()
+        if chosen not in FORMATS:
+            raise errors.CommandError(f"no mode {errors.shown(mode)}; use 'mode json' or 'mode text'")
+        return Reply(chosen, mode=chosen)
 
     async def cmd_quit(self):
         """close this connection"""

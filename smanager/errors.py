@@ -50,10 +50,15 @@ def shown(text, limit=ECHO_LIMIT):
     return repr(_shortened(_printable(text.replace("\r", "").replace("\n", "")), limit))
 
 
-def as_line(message):
-    """Any message as a single printable, bounded line, prefixed for the wire."""
+def one_line(message):
+    """Any message as a single printable, bounded line."""
     line = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
-    return "ERROR: " + _shortened(_printable(line), LINE_LIMIT)
+    return _shortened(_printable(line), LINE_LIMIT)
+
+
+def as_line(message):
+    """Any message as the text form's error line."""
+    return "ERROR: " + one_line(message)
 
 
 def line_too_long(limit):

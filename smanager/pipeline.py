@@ -12,9 +12,8 @@ import asyncio
 import collections
 import logging
 
-from . import eager, errors, framing, protocol
+from . import eager, errors, formats, framing, protocol
 from .flow import Flow
-from .protocol import render_reply
 from .runner import Reply
 
 log = logging.getLogger("smanager.pipeline")
@@ -42,6 +41,8 @@ class Pipeline:
         self._cancel_next_job = False  # a cancellation arrived for the job handed over
         self.flow = Flow(transport)
         self._loop = None
+        self.format = formats.Text  # replies' format: `mode json` switches it
+        self._render_reply = self.format.reply
 
     @property
     def busy(self):
@@ -112,7 +113,7 @@ class Pipeline:
                 if len(self.queue) <= QUEUE_LOW:
                     self.flow.start_reading("queue")
                 if item is framing.OVERFLOW:
-                    self._write(protocol.render_error(errors.line_too_long(self.max_line)))
+                    self._write(self.format.error(errors.line_too_long(self.max_line)))
                     self.closing = True
                     break
                 job = self._begin(item)
@@ -167,11 +168,17 @@ class Pipeline:
         callers have made sure the transport is not closing.)
         """
         if type(outcome) is Reply and outcome.stream is None:
-            self.transport.write(render_reply(outcome))
+            if outcome.mode is not None:
+                self._switch(outcome.mode)
+            self.transport.write(self._render_reply(outcome))
             if outcome.close:
                 self._after(outcome)
             return None
         return outcome  # None for a blank line, or a job for the worker
+
+    def _switch(self, mode):
+        self.format = formats.FORMATS[mode]
+        self._render_reply = self.format.reply
 
     def _after(self, reply):
         if reply.close:
@@ -240,16 +247,18 @@ class Pipeline:
                     asyncio.current_task().cancel()  # delivered inside the job, see _work
                 self._cancel_next_job = False
                 reply = job if type(job) is Reply else await job
+                if reply.mode is not None:
+                    self._switch(reply.mode)
                 if reply.stream is not None:
                     await self._send_stream(reply.stream)
                 else:
-                    self._write(protocol.render_reply(reply))
+                    self._write(self._render_reply(reply))
                 self._after(reply)
         except asyncio.CancelledError:
             if self._cancel_reason is None and self.transport.is_closing():
                 raise  # the connection is gone
             asyncio.current_task().uncancel()
-            self._write(protocol.render_error(self._cancel_reason or errors.CANCELLED))
+            self._write(self.format.error(self._cancel_reason or errors.CANCELLED))
         finally:
             self._running = False
             self._cancel_reason = None
@@ -258,12 +267,12 @@ class Pipeline:
 
     async def _send_stream(self, stream):
         try:
-            async for text in stream:
-                self._write(protocol.render_body(text))
+            async for value in stream:
+                self._write(self.format.chunk(value))
                 await self.flow.drain()
         finally:
             await stream.aclose()
-        self._write(protocol.render_end(stream.error))
+        self._write(self.format.end(stream.error))
 
     # -- output ------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ import logging
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from . import eager, errors, help as help_text, protocol
+from . import eager, errors, help as help_text
 from .commands import Kind
 from .service import State
 
@@ -33,6 +33,7 @@ class Reply:
     error: str | None = None
     close: bool = False  # close the connection once this reply is sent
     stream: object = None
+    mode: str | None = None  # switch the connection's reply format, from this reply on
 
     @property
     def ok(self):
@@ -40,7 +41,7 @@ class Reply:
 
 
 class Stream:
-    """The chunks of a streaming command, as text; ``error`` is set if it failed."""
+    """The chunks of a streaming command, as produced; ``error`` is set if it failed."""
 
     def __init__(self, generator, timeout, label):
         self._generator = generator
@@ -65,7 +66,7 @@ class Stream:
             self.error = _failure(exc, deadline, self.label, self.timeout)
             await self.aclose()
             raise StopAsyncIteration from None
-        return protocol.to_text(value)
+        return value
 
     async def aclose(self):
         generator, self._generator = self._generator, None

@@ -1,0 +1,83 @@
+"""How a connection's replies are written: text for people and netcat, JSON for programs.
+
+Every connection starts in text, the seed's format (see protocol.py), and
+switches with ``mode json`` and back with ``mode text``; a switch applies from
+its own reply on.  In JSON mode every message is one line of JSON (UTF-8,
+never containing a newline) and there is no separator:
+
+1. A reply is ``{"ok": true, "result": VALUE}`` or ``{"ok": false, "error": TEXT}``;
+   TEXT is the message text mode shows after ``ERROR: ``.
+2. A streaming command sends ``{"chunk": VALUE}`` per chunk, then its final
+   line as in 1 (with ``"result": null``, or the error that ended it).
+3. So every reply ends with exactly one line that has ``"ok"``.
+4. VALUE keeps the command's structure: a dict is an object, a list an array,
+   a number a number, None null.  Text is what text mode would show, less its
+   final newline.  A value JSON cannot hold is sent as its text.
+"""
+
+import json
+
+from . import errors, protocol
+
+# default=str: what JSON has no type for (a date, a path) becomes its text, as
+# text mode shows it; NaN is refused so the line stays strict JSON.
+_encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False, default=str).encode
+
+
+class Text:
+    """The seed's format: body, then the separator."""
+
+    name = "text"
+    reply = staticmethod(protocol.render_reply)
+    error = staticmethod(protocol.render_error)
+    end = staticmethod(protocol.render_end)
+
+    @staticmethod
+    def chunk(value):
+        return protocol.render_body(protocol.to_text(value))
+
+
+class Json:
+    """One JSON object per line (rules 1-4)."""
+
+    name = "json"
+
+    @staticmethod
+    def reply(reply):
+        if reply.error is not None:
+            return Json.error(reply.error)
+        return _line("ok", True, "result", reply.value)
+
+    @staticmethod
+    def error(message):
+        return _line("ok", False, "error", errors.one_line(message))
+
+    @staticmethod
+    def chunk(value):
+        return _line("chunk", value)
+
+    @staticmethod
+    def end(error=None):
+        return Json.error(error) if error else _STREAM_END
+
+
+def _line(*pairs):
+    """A JSON object from key, value pairs; its last value is the command's."""
+    *fixed, key, value = pairs
+    obj = dict(zip(fixed[::2], fixed[1::2]))
+    if isinstance(value, (str, bytes)):
+        value = _as_text(value)
+    obj[key] = value
+    try:
+        return (_encode(obj) + "\n").encode("utf-8", "replace")
+    except Exception:  # noqa: BLE001 - NaN, a cycle, a __str__ that fails: send its text
+        obj[key] = _as_text(value)
+        return (_encode(obj) + "\n").encode("utf-8", "replace")
+
+
+def _as_text(value):
+    return protocol.to_text(value).removesuffix("\n")
+
+
+_STREAM_END = _line("ok", True, "result", None)
+FORMATS = {format.name: format for format in (Text, Json)}
