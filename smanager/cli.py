@@ -25,13 +25,13 @@ class UsageError(Exception):
     pass
 
 
-class _Parser(argparse.ArgumentParser):
+class OneLineParser(argparse.ArgumentParser):
     def error(self, message):  # one line, not argparse's usage block
         raise UsageError(message)
 
 
 def build_parser():
-    parser = _Parser(prog="smanager", description="A remote service manager.",
+    parser = OneLineParser(prog="smanager", description="A remote service manager.",
                      argument_default=argparse.SUPPRESS)
     add = parser.add_argument
     add("--host", help=f"address to listen on (default {DEFAULT_HOST})")

@@ -1,0 +1,213 @@
+"""The blocking client: one connection, one request at a time.
+
+    with Client("web1", 10000) as server:
+        print(server.call("systemstatus uptime").text)
+        if "scrapman" in server.services():
+            print(server.run("scrapman", "get_heartbeat"))
+
+It connects on first use and again after the connection was lost or closed (a
+server restart, a time-out), so one Client can live as long as a shell.
+"""
+
+import select
+import socket
+import time
+
+from ..config import DEFAULT_HOST, DEFAULT_PORT
+from . import common
+from .common import CannotConnect, ClientError, CommandFailed, ConnectionLost, TimedOut
+
+DEFAULT_TIMEOUT = 30.0  # seconds to connect, and to wait for each line of a reply
+DRAIN_TIMEOUT = 5.0  # after Ctrl-C, seconds to wait for the end of the reply
+
+
+class Client:
+    """A connection to one smanager server.  Subclass it to give a
+    deployment's commands names of their own (see the README)."""
+
+    def __init__(self, host=DEFAULT_HOST, port=DEFAULT_PORT, *, timeout=DEFAULT_TIMEOUT):
+        self.host, self.port, self.timeout = host, port, timeout
+        self.where = common.format_address(host, port)
+        self.banner_services = []
+        self._sock = None
+        self._buffer = bytearray()
+        self._index = {}  # help topic -> `help -s` fields, until refresh()
+
+    # -- connection ----------------------------------------------------------------
+
+    @property
+    def connected(self):
+        return self._sock is not None
+
+    def connect(self):
+        """Connect and read the greeting (done for you by the first request)."""
+        self.close()
+        try:
+            self._sock = socket.create_connection((self.host, self.port), self.timeout)
+        except TimeoutError:
+            raise TimedOut(f"{self.where}: no connection within {self.timeout:g} s") from None
+        except OSError as exc:
+            raise CannotConnect(f"cannot connect to {self.where}: {common.describe_os_error(exc)}") from None
+        try:
+            greeting = common.Greeting(self.where)
+            while not greeting.add(self._line(self.timeout)):
+                pass
+            self.banner_services = greeting.services
+            self._sock.sendall(common.request_bytes("mode json"))
+            common.check_mode_switch(self._message(self.timeout), self.where)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def close(self):
+        sock, self._sock = self._sock, None
+        self._buffer.clear()
+        if sock is not None:
+            sock.close()
+
+    def __enter__(self):
+        return self.connect()
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    # -- requests ------------------------------------------------------------------
+
+    def call(self, line, *, timeout=None, on_chunk=None):
+        """Send one line, wait for its whole reply.  A stream's chunks go to
+        ``on_chunk`` as they come if given, else into ``reply.chunks``.
+
+        An error reply is a Reply with ``ok`` false; the exceptions are for
+        not getting a reply at all (CannotConnect, TimedOut, ConnectionLost).
+        Ctrl-C (KeyboardInterrupt) stops the command on the server too.
+        """
+        chunks = []
+        exchange = self._exchange(line, timeout)
+        try:
+            while True:
+                try:
+                    chunk = next(exchange)
+                except StopIteration as done:
+                    return common.finish(line, done.value, chunks)
+                (on_chunk or chunks.append)(chunk)
+        finally:
+            exchange.close()
+
+    def run(self, *words, timeout=None):
+        """Run a command given as words (quoted for you); its value, or CommandFailed."""
+        reply = self.call(common.join(*words), timeout=timeout)
+        if not reply.ok:
+            raise CommandFailed(reply)
+        return reply.chunks if reply.chunks else reply.value
+
+    def stream(self, line, *, timeout=None):
+        """A command's chunks, as they come.  Leaving the loop early stops the
+        command; a stream that ends with an error raises CommandFailed."""
+        message = yield from self._exchange(line, timeout)
+        reply = common.finish(line, message, [])
+        if not reply.ok:
+            raise CommandFailed(reply)
+
+    def _exchange(self, line, timeout):
+        """Send a line, yield its chunks, return its final message.  Whatever
+        cuts it short (Ctrl-C, the caller leaving) stops the command too."""
+        data = common.request_bytes(line)
+        timeout = self.timeout if timeout is None else timeout
+        self._ensure_connected()
+        finished = False
+        try:
+            self._sock.sendall(data)
+            while "ok" not in (message := self._message(timeout)):
+                yield message["chunk"]
+            finished = True
+            return message
+        except (ClientError, OSError) as exc:
+            self.close()
+            if isinstance(exc, ClientError):
+                raise
+            raise ConnectionLost(f"{self.where}: {common.describe_os_error(exc)}") from None
+        finally:
+            if not finished:
+                self._abandon()
+
+    def interrupt(self):
+        """Send Ctrl-C: the server stops the command this connection is running."""
+        if self._sock is not None:
+            self._sock.sendall(common.INTERRUPT)
+
+    # -- the help index ------------------------------------------------------------
+
+    def services(self):
+        return self._terse("")["SERVICES"]
+
+    def toplevel(self):
+        return self._terse("")["TOP"]
+
+    def builtins(self):
+        return self._terse("")["COMMANDS"]
+
+    def commands(self, service):
+        """A service's commands (from ``help -s SERVICE``); CommandFailed if unknown."""
+        return self._terse(service)["COMMANDS"]
+
+    def refresh(self):
+        """Forget the cached help index (after a restart added or removed commands)."""
+        self._index.clear()
+
+    def _terse(self, topic):
+        if topic not in self._index:
+            reply = self.call(f"help -s {topic}".strip())
+            if not reply.ok:
+                raise CommandFailed(reply)
+            self._index[topic] = common.terse_fields(reply.text)
+        return self._index[topic]
+
+    # -- reading -------------------------------------------------------------------
+
+    def _ensure_connected(self):
+        if self._sock is None or self._stale():
+            self.connect()
+
+    def _stale(self):
+        """The server closed this idle connection (it restarted, say)."""
+        try:
+            readable, _, _ = select.select([self._sock], [], [], 0)
+            return bool(readable) or bool(self._buffer)  # nothing is owed to an idle client
+        except (OSError, ValueError):
+            return True
+
+    def _abandon(self):
+        """After Ctrl-C: stop the command, read to the end of its reply, so the
+        connection is ready for the next request; if that fails, drop it."""
+        if self._sock is None:
+            return
+        try:
+            self.interrupt()
+            while "ok" not in self._message(DRAIN_TIMEOUT):
+                pass
+        except BaseException:  # noqa: BLE001 - a second Ctrl-C, a time-out: start afresh
+            self.close()
+
+    def _message(self, timeout):
+        return common.decode(self._line(timeout), self.where)
+
+    def _line(self, timeout):
+        deadline = time.monotonic() + timeout
+        while (end := self._buffer.find(b"\n")) < 0:
+            if len(self._buffer) > common.MAX_LINE:
+                raise ClientError(f"{self.where} sent a line longer than {common.MAX_LINE} bytes")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimedOut(f"{self.where}: no reply within {timeout:g} s")
+            self._sock.settimeout(remaining)
+            try:
+                data = self._sock.recv(65536)
+            except TimeoutError:
+                continue
+            if not data:
+                raise ConnectionLost(f"{self.where} closed the connection")
+            self._buffer += data
+        line = bytes(self._buffer[:end])
+        del self._buffer[:end + 1]
+        return line.decode("utf-8", "replace")

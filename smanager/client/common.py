@@ -1,0 +1,189 @@
+"""What both clients share, without I/O: addresses, the greeting, replies, errors.
+
+A client session goes like this (the server side is in protocol.py and formats.py):
+
+1. Read the banner, up to the separator; its ``-NAME`` lines are the services.
+2. Send ``mode json``; the answer must be ``{"ok": true, "result": "json"}``.
+3. Per request: send one line; read JSON lines, ``{"chunk": ...}`` ones
+   first for a stream, until the one that has ``"ok"``.
+4. Ctrl-C is the telnet "interrupt process" bytes; the server answers it by
+   ending the running command with ``{"ok": false, "error": "interrupted"}``.
+"""
+
+import json
+import os
+import shlex
+import socket
+from dataclasses import dataclass, field
+
+from ..config import DEFAULT_PORT
+from ..protocol import BANNER_RULE, SEPARATOR, to_text
+
+INTERRUPT = b"\xff\xf4"  # telnet IAC IP
+MAX_LINE = 64 * 1024 * 1024  # a reply line longer than this is not from an smanager
+BANNER_LINES = 100_000
+
+
+class ClientError(Exception):
+    """Anything that kept a request from getting its answer."""
+
+
+class CannotConnect(ClientError, ConnectionError):
+    """No connection to the server, or it is not an smanager."""
+
+
+class ConnectionLost(CannotConnect):
+    """The server closed the connection before the reply was complete."""
+
+
+class TimedOut(ClientError, TimeoutError):
+    """No answer in time; the connection is closed, as its state is unknown."""
+
+
+class CommandFailed(ClientError):
+    """The server answered with an error (raised by ``run``, never by ``call``)."""
+
+    def __init__(self, reply):
+        super().__init__(reply.error)
+        self.reply = reply
+
+
+@dataclass
+class Reply:
+    """A server's answer to one line.
+
+    ``value`` keeps the command's structure (a dict stays a dict); ``text`` is
+    what telnet would show, without the separator.  A stream's chunks are in
+    ``chunks``, unless they were handed to an ``on_chunk`` callback.
+    """
+
+    line: str
+    ok: bool
+    value: object = None
+    error: str | None = None
+    chunks: list = field(default_factory=list)
+
+    @property
+    def text(self):
+        if self.chunks:
+            return "".join(text_of(chunk) for chunk in self.chunks)
+        return text_of(self.value)
+
+    def __str__(self):
+        return self.text if self.ok else f"{self.text}ERROR: {self.error}\n"
+
+
+def text_of(value):
+    """A result as text mode shows it: JSON mode strips the final newline of text."""
+    if isinstance(value, str):
+        return value + "\n" if value else ""
+    return to_text(value)
+
+
+def parse_address(text, default_port=DEFAULT_PORT):
+    """``HOST``, ``HOST:PORT``, ``[V6]:PORT`` or a bare IPv6 address -> (host, port)."""
+    text = text.strip()
+    if not text:
+        raise ValueError("empty host")
+    host, port = text, default_port
+    if text.startswith("["):
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise ValueError(f"bad address {text!r}")
+        port = rest[1:] or default_port
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    try:
+        port = int(port)
+    except ValueError:
+        raise ValueError(f"bad port in {text!r}") from None
+    if not host or not 0 < port < 65536:
+        raise ValueError(f"bad address {text!r}")
+    return host, port
+
+
+def describe_os_error(exc):
+    """'Connection refused', not asyncio's "Connect call failed ('10.0.0.1', 1)"."""
+    if isinstance(exc, socket.gaierror):
+        return exc.strerror or str(exc)
+    if exc.errno and exc.errno > 0:
+        return os.strerror(exc.errno)
+    return str(exc)
+
+
+def format_address(host, port):
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def request_bytes(line):
+    """One request line as bytes.  A line break inside would be two requests,
+    and ``mode`` would take the connection out of the JSON the client reads."""
+    if "\n" in line or "\r" in line:
+        raise ValueError("a request is one line")
+    words = line.lower().split()
+    if words[:1] == ["mode"] and words != ["mode", "json"]:
+        raise ValueError("a client keeps its connection in JSON mode")
+    return line.encode() + b"\n"
+
+
+def join(*words):
+    """Words as one request line, quoted so the server splits them back the same."""
+    return shlex.join(str(word) for word in words)
+
+
+class Greeting:
+    """Reads the banner a line at a time (rule 1)."""
+
+    def __init__(self, where):
+        self.where = where
+        self.lines = []
+
+    def add(self, line):
+        """Take one banner line; True once the banner is complete."""
+        if not self.lines and line != BANNER_RULE:
+            raise CannotConnect(f"{self.where} is not an smanager (it said {line[:60]!r})")
+        if line == SEPARATOR:
+            return True
+        if len(self.lines) > BANNER_LINES:
+            raise CannotConnect(f"{self.where} sent a banner that does not end")
+        self.lines.append(line)
+        return False
+
+    @property
+    def services(self):
+        listed = self.lines[self.lines.index("Available Services:") + 1:] \
+            if "Available Services:" in self.lines else []
+        return [line[1:] for line in listed if line.startswith("-")]
+
+
+def check_mode_switch(message, where):
+    if message != {"ok": True, "result": "json"}:
+        raise CannotConnect(f"{where} does not speak JSON mode (an older SManager?)")
+
+
+def decode(raw, where):
+    """One JSON line from the server -> a dict (rule 3)."""
+    try:
+        message = json.loads(raw)
+    except ValueError:
+        message = None
+    if not isinstance(message, dict) or not ("ok" in message or "chunk" in message):
+        raise ClientError(f"{where} sent something that is not a reply: {raw[:60]!r}")
+    return message
+
+
+def finish(line, message, chunks):
+    """The final message of a reply -> Reply."""
+    if message.get("ok"):
+        return Reply(line, True, message.get("result"), None, chunks)
+    return Reply(line, False, None, str(message.get("error")), chunks)
+
+
+def terse_fields(text):
+    """``help -s`` output -> {"TOP": [...], "SERVICES": [...], ...}."""
+    fields = {}
+    for row in text.splitlines():
+        key, colon, names = row.partition(":")
+        if colon:
+            fields[key.strip()] = names.split()
+    return fields
