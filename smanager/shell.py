@@ -1,0 +1,205 @@
+"""tshell's interactive shell: a prompt, readline editing, history, completion, ``use``.
+
+- The prompt names the server (and the service in use): ``web1:10000> ``.
+- Tab completes built-ins, toplevel commands and services as the first
+  word, a service's commands after its name, and topics after ``help``.
+- ``use SERVICE`` sends a bare command of that service to it (``uptime``
+  becomes ``systemstatus uptime``) until ``use`` alone; anything else
+  (another service, a toplevel or built-in command) goes as typed.
+- Ctrl-C stops the running command (the server answers ``interrupted``) or
+  clears the line being typed; ``quit``, ``exit`` or Ctrl-D leave.
+- A server that restarted is reconnected to on the next command.
+"""
+
+import contextlib
+import os
+
+from .client import ClientError
+from .client.common import text_of
+
+LOCAL_WORDS = ("quit", "exit", "use")
+HISTORY_LENGTH = 1000
+RED, RESET = "\033[31m", "\033[0m"
+
+
+def default_history_file():
+    return os.environ.get("TSHELL_HISTORY") or os.path.expanduser("~/.tshell_history")
+
+
+class Completer:
+    """Completion candidates from a client's help index.  Pure but for the index."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def candidates(self, before_cursor, use=None):
+        """Words that complete the last (partial) word of ``before_cursor``."""
+        words = before_cursor.split()
+        if before_cursor and not before_cursor[-1].isspace():
+            partial = words.pop()
+        else:
+            partial = ""
+        try:
+            options = self._options([word.lower() for word in words], use)
+        except ClientError:  # no server to ask: nothing to offer
+            return []
+        return sorted({word for word in options if word.startswith(partial.lower())})
+
+    def _options(self, words, use):
+        client = self.client
+        services = client.services()
+        if not words:
+            first = [*client.builtins(), *client.toplevel(), *services, *LOCAL_WORDS]
+            return first + (client.commands(use) if use else [])
+        head, rest = words[0], words[1:]
+        if head == "use" and not rest:
+            return services
+        if head == "help":
+            rest = [word for word in rest if word != "-s"]
+            if not rest:
+                return [*services, *client.toplevel(), *client.builtins(), "-s"]
+            return client.commands(rest[0]) if rest[0] in services and len(rest) == 1 else []
+        if head in services and not rest:
+            return client.commands(head)
+        return []
+
+
+def route(line, use, commands_of_use, known):
+    """The line to send while ``use`` names a service.
+
+    Its commands, and words the server does not know (so a typo gets the
+    service's error), go to it; ``help`` alone is its help; a built-in, a
+    service, or a toplevel command it does not offer goes as typed.
+    """
+    if not use:
+        return line
+    words = line.split()
+    first = words[0].lower()
+    if first == "help":
+        return f"help {use}" if len(words) == 1 else line
+    if first in known and first not in commands_of_use:
+        return line
+    return f"{use} {line}"
+
+
+class Shell:
+    intro = "Connected to {where}. Services: {services}.\n" \
+            "Type 'help', 'use SERVICE', Tab to complete; 'quit' or Ctrl-D to leave."
+
+    def __init__(self, client, *, out, colour=False, history_file=None):
+        self.client = client
+        self.out = out
+        self.colour = colour
+        self.history_file = history_file
+        self.use = None
+        self.completer = Completer(client)
+
+    @property
+    def prompt(self):
+        return f"{self.client.where} {self.use}> " if self.use else f"{self.client.where}> "
+
+    def run(self):
+        """Read commands until quit or Ctrl-D; the exit status."""
+        self._say(self.intro.format(where=self.client.where,
+                                    services=" ".join(self.client.banner_services) or "none"))
+        with self._readline():
+            while True:
+                try:
+                    line = input(self.prompt)
+                except EOFError:
+                    self._say("")
+                    return 0
+                except KeyboardInterrupt:
+                    self._say("^C")
+                    continue
+                if not self.handle(line):
+                    return 0
+
+    def handle(self, line):
+        """Act on one typed line; False when the shell should end."""
+        line = line.strip()
+        if not line:
+            return True
+        first, _, rest = line.partition(" ")
+        if first.lower() in ("quit", "exit") and not rest.strip():
+            return False
+        try:
+            if first.lower() == "use":
+                self._use(rest.strip())
+            else:
+                self._send(route(line, self.use, self._commands_of_use(), self._known()))
+        except KeyboardInterrupt:
+            self._error("interrupted")
+        except ClientError as exc:
+            self._error(f"{exc} (the next command reconnects)")
+        except ValueError as exc:  # a line the client will not send
+            self._error(str(exc))
+        return True
+
+    def _commands_of_use(self):
+        return self.client.commands(self.use) if self.use else ()
+
+    def _known(self):
+        if not self.use:
+            return ()
+        client = self.client
+        return {*client.services(), *client.builtins(), *client.toplevel(), *LOCAL_WORDS}
+
+    def _use(self, name):
+        if not name:
+            self.use = None
+            return
+        self.client.refresh()
+        services = self.client.services()
+        if name.lower() not in services:
+            self._error(f"no service {name!r}; services: {' '.join(services) or 'none'}")
+            return
+        self.use = name.lower()
+
+    def _send(self, line):
+        reply = self.client.call(line, on_chunk=lambda chunk: self._write(text_of(chunk)))
+        self._write(reply.text)
+        if not reply.ok:
+            self._error(reply.error)
+        elif line.split()[0].lower() == "restart":
+            self.client.refresh()  # commands may have come or gone
+
+    def _write(self, text):
+        self.out.write(text)
+        self.out.flush()
+
+    def _say(self, text):
+        self._write(text + "\n")
+
+    def _error(self, message):
+        text = f"ERROR: {message}"
+        self._say(f"{RED}{text}{RESET}" if self.colour else text)
+
+    @contextlib.contextmanager
+    def _readline(self):
+        try:
+            import readline
+        except ImportError:  # no line editing here; input() still works
+            yield
+            return
+        readline.set_completer_delims(" \t")
+        readline.set_completer(self._complete)
+        binding = "bind ^I rl_complete" if "libedit" in (readline.__doc__ or "") \
+            else "tab: complete"
+        readline.parse_and_bind(binding)
+        with contextlib.suppress(OSError):
+            readline.read_history_file(self.history_file)
+        readline.set_history_length(HISTORY_LENGTH)
+        try:
+            yield
+        finally:
+            readline.set_completer(None)
+            with contextlib.suppress(OSError):
+                readline.write_history_file(self.history_file)
+
+    def _complete(self, text, state):
+        if state == 0:
+            import readline
+            before = readline.get_line_buffer()[:readline.get_endidx()]
+            self._matches = self.completer.candidates(before, self.use)
+        return self._matches[state] + " " if state < len(self._matches) else None
