@@ -77,12 +77,11 @@ def log_scrapman_heartbeat(logfile, address, port):
         _log(logfile, f"Couldn't connect to smanager at {time.time()}: {exc}")
         return 2
     for line in help_output.split("\n"):
-        if line.startswith("SERVICES:"):
-            if "scrapman" in line.split()[1:]:
-                # if scrapman exists as a service, get its heartbeat and log it
-                heartbeat = smanager_cmd(address, port, "scrapman get_heartbeat").strip()
-                _log(logfile, f"Scrapman heartbeat at {time.time()}: {heartbeat}")
-                return 0
+        if line.startswith("SERVICES:") and "scrapman" in line.split()[1:]:
+            # if scrapman exists as a service, get its heartbeat and log it
+            heartbeat = smanager_cmd(address, port, "scrapman get_heartbeat").strip()
+            _log(logfile, f"Scrapman heartbeat at {time.time()}: {heartbeat}")
+            return 0
     # if scrapman doesn't exist as a service, log that
     _log(logfile, f"Scrapman not available at {time.time()}")
     return 1

@@ -19,7 +19,7 @@ import sys
 
 from . import fleet
 from .cli import OneLineParser, UsageError
-from .client import Client, ClientError, parse_address
+from .client import Client, ClientError
 from .client.blocking import DEFAULT_TIMEOUT
 from .client.common import text_of
 from .config import DEFAULT_HOST, DEFAULT_PORT

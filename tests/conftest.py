@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,48 @@ async def running_server(**settings):
         yield server
     finally:
         await server.shutdown()
+
+
+class ServerThread:
+    """Servers on an event loop of their own, in a thread: for blocking clients
+    and child processes (tshell, demo_script) that talk to them."""
+
+    def __init__(self):
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.servers = []
+
+    def run(self, coroutine):
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(TIMEOUT * 3)
+
+    def start(self, **settings):
+        """A started server; returns its port."""
+        server = Server(config(**settings))
+        self.run(server.start())
+        self.servers.append(server)
+        return server.address[1]
+
+    def stop(self, port):
+        """Shut down the server on that port (its clients see the connection close)."""
+        server = next(s for s in self.servers if s.address[1] == port)
+        self.servers.remove(server)
+        self.run(server.shutdown())
+
+    def close(self):
+        async def stop_all():
+            await asyncio.gather(*(server.shutdown() for server in self.servers))
+        self.run(stop_all())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(TIMEOUT)
+        self.loop.close()
+
+
+@pytest.fixture
+def server_thread():
+    servers = ServerThread()
+    yield servers
+    servers.close()
 
 
 class LineClient:

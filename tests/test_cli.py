@@ -153,7 +153,7 @@ def test_a_hung_blocking_command_does_not_stop_kill_from_exiting(server_process)
     assert server.process.wait(TIMEOUT) == 0
 
 
-def test_pip_install_gives_a_smanager_command_with_the_bundled_services(tmp_path, server_process):
+def test_pip_install_gives_smanager_and_tshell_commands_with_the_bundled_services(tmp_path, server_process):
     target, source = tmp_path / "site", tmp_path / "source"
     # Built from a copy: setuptools writes build/ and *.egg-info beside the sources.
     shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
@@ -173,6 +173,12 @@ def test_pip_install_gives_a_smanager_command_with_the_bundled_services(tmp_path
         env={"PYTHONPATH": str(target)}, cwd=tmp_path, capture_output=True, text=True)
     assert server_file.stdout.startswith(str(target))
     assert ask(server.port, "help -s").split("\n")[1] == "SERVICES: scrapman systemstatus"
+    # ...and a tshell command that talks to it.
+    one_shot = subprocess.run(
+        [str(target / "bin" / "tshell"), f"127.0.0.1:{server.port}", "-c", "systemstatus echo hi"],
+        env={"PYTHONPATH": str(target)}, cwd=tmp_path, capture_output=True, text=True,
+        timeout=TIMEOUT)
+    assert (one_shot.returncode, one_shot.stdout, one_shot.stderr) == (0, "hi\n", "")
 
 
 def test_idle_worker_threads_do_not_count_as_hung_commands(server_process):

@@ -25,6 +25,7 @@ import sys
 import time
 
 from conftest import SEP_LINE, TIMEOUT, LineClient, need, running_server
+from terminal import LOGIN_TTY, Terminal
 
 BANNER = (b"*" * 50 + b"\nService Manager\n" + b"*" * 50 + b"\nAvailable Services:\n"
           b"-scrapman\n-systemstatus\n-testsvc\n" + SEP_LINE)
@@ -132,57 +133,6 @@ async def test_socket_shutdown_write_still_gets_its_replies():
 
 
 # -- 3. netkit telnet in a pseudo-terminal ------------------------------------------
-
-# Make the pty telnet's controlling terminal, so Ctrl-C there is SIGINT for telnet.
-LOGIN_TTY = "import os, sys; os.login_tty(0); os.execvp(sys.argv[1], sys.argv[1:])"
-
-
-class Terminal:
-    """The master side of a pty: collects output, waits for text in it."""
-
-    def __init__(self, fd):
-        self.fd, self.output, self.pos, self.closed = fd, bytearray(), 0, False
-        self.changed = asyncio.Event()
-        self.loop = asyncio.get_running_loop()
-        self.loop.add_reader(fd, self._readable)
-
-    def _readable(self):
-        try:
-            chunk = os.read(self.fd, 65536)
-        except OSError:  # EIO: every slave descriptor is closed
-            chunk = b""
-        self.output += chunk
-        if not chunk:
-            self.closed = True
-            self.loop.remove_reader(self.fd)
-        self.changed.set()
-
-    def type(self, data):
-        os.write(self.fd, data)
-
-    async def expect(self, needle):
-        """Output (CRs removed) from where the last expect stopped, through NEEDLE."""
-        deadline = self.loop.time() + TIMEOUT
-        for _ in range(100_000):
-            text = self.output.replace(b"\r", b"")
-            found = text.find(needle, self.pos)
-            if found >= 0:
-                seen, self.pos = bytes(text[self.pos:found + len(needle)]), found + len(needle)
-                return seen
-            left = deadline - self.loop.time()
-            if self.closed or left <= 0:
-                break
-            self.changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.changed.wait(), left)
-        raise AssertionError(f"never saw {needle!r}; after {bytes(text[:self.pos])[-200:]!r} "
-                             f"got {bytes(text[self.pos:])[-500:]!r}")
-
-    def close(self):
-        if not self.closed:
-            self.loop.remove_reader(self.fd)
-        os.close(self.fd)
-
 
 @contextlib.asynccontextmanager
 async def telnet(port):

@@ -46,7 +46,7 @@ class AsyncClient:
                 pass
             self.banner_services = greeting.services
             self._writer.write(common.request_bytes("mode json"))
-            common.check_mode_switch(await self._message(self.timeout), self.where)
+            common.check_mode_switch(await self._line(self.timeout), self.where)
         except BaseException:
             await self.close()
             raise
@@ -90,7 +90,8 @@ class AsyncClient:
             raise CommandFailed(reply)
 
     async def interrupt(self):
-        if self._writer is not None:
+        """Send Ctrl-C: the server stops the command this connection is running."""
+        if self._writer is not None and not self._writer.is_closing():
             self._writer.write(common.INTERRUPT)
 
     async def _exchange(self, line, timeout, finals):
@@ -108,10 +109,13 @@ class AsyncClient:
                     yield message["chunk"]
                 finals.append(message)
                 finished = True
+            except ClientError:
+                raise
             except OSError as exc:
                 raise ConnectionLost(f"{self.where}: {common.describe_os_error(exc)}") from None
             finally:
-                if not finished:
+                if not finished:  # timed out, cancelled, or the caller left a stream
+                    await self.interrupt()  # stop the command nobody waits for
                     await self.close()
 
     # -- the help index ------------------------------------------------------------

@@ -9,6 +9,7 @@ It connects on first use and again after the connection was lost or closed (a
 server restart, a time-out), so one Client can live as long as a shell.
 """
 
+import contextlib
 import select
 import socket
 import time
@@ -54,7 +55,7 @@ class Client:
                 pass
             self.banner_services = greeting.services
             self._sock.sendall(common.request_bytes("mode json"))
-            common.check_mode_switch(self._message(self.timeout), self.where)
+            common.check_mode_switch(self._line(self.timeout), self.where)
         except BaseException:
             self.close()
             raise
@@ -123,6 +124,9 @@ class Client:
             finished = True
             return message
         except (ClientError, OSError) as exc:
+            if isinstance(exc, TimedOut):  # stop the command we no longer wait for
+                with contextlib.suppress(OSError):
+                    self.interrupt()
             self.close()
             if isinstance(exc, ClientError):
                 raise

@@ -156,8 +156,13 @@ class Greeting:
         return [line[1:] for line in listed if line.startswith("-")]
 
 
-def check_mode_switch(message, where):
-    if message != {"ok": True, "result": "json"}:
+def check_mode_switch(raw, where):
+    """The answer to ``mode json`` (rule 2), as a raw line."""
+    try:
+        answer = json.loads(raw)
+    except ValueError:
+        answer = None
+    if answer != {"ok": True, "result": "json"}:
         raise CannotConnect(f"{where} does not speak JSON mode (an older SManager?)")
 
 
