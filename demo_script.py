@@ -66,22 +66,26 @@ def log_scrapman_heartbeat(logfile, address, port):
     """The README's example; returns the exit status described above.
 
     Fixed from the original: the log is opened for appending (it was opened
-    for reading), smanager_cmd gets its address and port, a connection
-    failure stops the script instead of reading an unset variable, and
-    'scrapman' must be a whole service name, not part of one.
+    for reading), smanager_cmd gets its address and port, losing the server
+    at any step is logged instead of crashing on an unset variable, an error
+    reply is not logged as a heartbeat, and 'scrapman' must be a whole
+    service name, not part of one.
     """
     try:
         # Connect to smanager and ask for simplified help summary
         help_output = smanager_cmd(address, port, "help -s")
+        for line in help_output.split("\n"):
+            if line.startswith("SERVICES:") and "scrapman" in line.split()[1:]:
+                # if scrapman exists as a service, get its heartbeat and log it
+                heartbeat = smanager_cmd(address, port, "scrapman get_heartbeat").strip()
+                if heartbeat.startswith("ERROR:"):
+                    _log(logfile, f"Scrapman heartbeat unavailable at {time.time()}: {heartbeat}")
+                    return 1
+                _log(logfile, f"Scrapman heartbeat at {time.time()}: {heartbeat}")
+                return 0
     except ClientError as exc:
         _log(logfile, f"Couldn't connect to smanager at {time.time()}: {exc}")
         return 2
-    for line in help_output.split("\n"):
-        if line.startswith("SERVICES:") and "scrapman" in line.split()[1:]:
-            # if scrapman exists as a service, get its heartbeat and log it
-            heartbeat = smanager_cmd(address, port, "scrapman get_heartbeat").strip()
-            _log(logfile, f"Scrapman heartbeat at {time.time()}: {heartbeat}")
-            return 0
     # if scrapman doesn't exist as a service, log that
     _log(logfile, f"Scrapman not available at {time.time()}")
     return 1
@@ -103,7 +107,11 @@ def main(argv):
         print(f"demo_script.py: {exc}", file=sys.stderr)
         return 2
     logfile = argv[1] if len(argv) > 1 else os.path.join(tempfile.gettempdir(), "useful_log.log")
-    return log_scrapman_heartbeat(logfile, host, server_port)
+    try:
+        return log_scrapman_heartbeat(logfile, host, server_port)
+    except OSError as exc:  # the log cannot be written
+        print(f"demo_script.py: cannot write {logfile}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

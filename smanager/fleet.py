@@ -98,8 +98,8 @@ def as_text(result):
     """A host's outcome as ``HOST: line`` rows, one per line of its reply."""
     if result.reply is None:
         return f"{result.host}: {result.problem}\n"
-    text = str(result.reply)
-    return "".join(f"{result.host}: {row}\n" for row in text.splitlines()) or f"{result.host}:\n"
+    rows = str(result.reply).split("\n")[:-1]  # at newlines only, as the server ends lines
+    return "".join(f"{result.host}: {row}\n" for row in rows) or f"{result.host}:\n"
 
 
 def as_json(result):

@@ -96,15 +96,19 @@ def to_text(value):
     elif isinstance(value, (dict, list, tuple)):
         try:
             value = json.dumps(value, indent=2, default=str, ensure_ascii=False)
-        except (TypeError, ValueError):  # e.g. keys JSON cannot have
-            value = repr(value)
+        except Exception:  # noqa: BLE001 - keys JSON cannot have, an item whose str() fails
+            value = _shown(value, repr)
     elif not isinstance(value, str):
-        try:
-            value = str(value)
-        except Exception:  # noqa: BLE001 - a reply must be sent whatever the value
-            value = f"<{type(value).__name__} object that cannot be shown>"
+        value = _shown(value, str)
     value = value.rstrip("\n")
     return value + "\n" if value else ""
+
+
+def _shown(value, show):
+    try:
+        return show(value)
+    except Exception:  # noqa: BLE001 - a reply must be sent whatever the value
+        return f"<{type(value).__name__} object that cannot be shown>"
 
 
 def escape_body(text):

@@ -14,7 +14,7 @@
 import contextlib
 import os
 
-from .client import ClientError
+from .client import ClientError, CommandFailed
 from .client.common import text_of
 
 LOCAL_WORDS = ("quit", "exit", "use")
@@ -127,7 +127,8 @@ class Shell:
             if first.lower() == "use":
                 self._use(rest.strip())
             else:
-                self._send(route(line, self.use, self._commands_of_use(), self._known()))
+                commands = self._commands_of_use()
+                self._send(route(line, self.use, commands, self._known()))
         except KeyboardInterrupt:
             self._error("interrupted")
         except ClientError as exc:
@@ -137,7 +138,14 @@ class Shell:
         return True
 
     def _commands_of_use(self):
-        return self.client.commands(self.use) if self.use else ()
+        if not self.use:
+            return ()
+        try:
+            return self.client.commands(self.use)
+        except CommandFailed:  # the server restarted without it
+            gone, self.use = self.use, None
+            self._error(f"{gone} is not running any more; 'use' ends")
+            return ()
 
     def _known(self):
         if not self.use:

@@ -8,12 +8,15 @@
 
 Exit status: 0 when every command succeeded; 1 when a server replied with an
 error; 2 when a server could not be reached or answered too late, or the
-arguments were wrong.  Every failure is also one line on stderr.  Output is
+arguments were wrong; 130 after Ctrl-C; 141 when stdout's reader went away.
+Every failure is also one line on stderr.  Output is
 plain text unless stdout (for errors, stderr) is a terminal.
 """
 
 import asyncio
+import contextlib
 import json
+import math
 import os
 import sys
 
@@ -21,11 +24,12 @@ from . import fleet
 from .cli import OneLineParser, UsageError
 from .client import Client, ClientError
 from .client.blocking import DEFAULT_TIMEOUT
-from .client.common import text_of
+from .client.common import request_bytes, text_of
 from .config import DEFAULT_HOST, DEFAULT_PORT
 from .shell import RED, RESET, Shell, default_history_file
 
 OK, ERROR_REPLY, NO_ANSWER = 0, 1, 2
+INTERRUPTED, OUTPUT_CLOSED = 130, 141  # as a shell reports SIGINT and SIGPIPE
 
 
 def build_parser():
@@ -41,7 +45,8 @@ def build_parser():
     add("--ping", action="store_true", help="show which hosts answer and their services")
     add("--json", action="store_true", help="print JSON: one line per host (or per message)")
     add("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
-        help=f"for connecting, and for each part of a reply (default {DEFAULT_TIMEOUT:g})")
+        help="for connecting, and for each part of a reply; with --hosts or --ping, "
+             f"for each host in all (default {DEFAULT_TIMEOUT:g})")
     add("--parallel", type=int, default=fleet.DEFAULT_PARALLEL, metavar="N",
         help=f"hosts asked at once (default {fleet.DEFAULT_PARALLEL})")
     return parser
@@ -56,6 +61,18 @@ def main(argv=None, *, stdin=None, stdout=None, stderr=None):
         stderr.write(f"tshell: {exc} (try 'tshell --help')\n")
         return NO_ANSWER
     output = Output(stdout, stderr, args.json)
+    try:
+        return _run(args, addresses, output, stdin)
+    except KeyboardInterrupt:
+        output.complain("tshell: interrupted")
+        return INTERRUPTED
+    except BrokenPipeError:  # whoever read our output has gone (`| head`)
+        with contextlib.suppress(OSError, ValueError):  # no second error at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), stdout.fileno())
+        return OUTPUT_CLOSED
+
+
+def _run(args, addresses, output, stdin):
     if args.hosts or args.hosts_file or args.ping:
         return asyncio.run(_fleet(addresses, args, output))
     client = Client(*addresses[0], timeout=args.timeout)
@@ -63,12 +80,12 @@ def main(argv=None, *, stdin=None, stdout=None, stderr=None):
         if args.command is not None:
             return output.run(client, args.command)
         if not stdin.isatty():
-            return output.run_lines(client, stdin)
+            return output.run_lines(client, getattr(stdin, "buffer", stdin))
         try:
             client.connect()
         except ClientError as exc:
             return output.failure(exc)
-        return Shell(client, out=stdout, colour=output.colour_out,
+        return Shell(client, out=output.stdout, colour=output.colour_out,
                      history_file=default_history_file()).run()
     finally:
         client.close()
@@ -82,8 +99,10 @@ def _addresses(args):
         raise UsageError("--hosts needs -c COMMAND or --ping")
     if args.ping and args.command is not None:
         raise UsageError("--ping runs no command; drop -c")
-    if args.parallel < 1 or args.timeout <= 0:
-        raise UsageError("--parallel and --timeout must be positive")
+    if args.parallel < 1 or not (math.isfinite(args.timeout) and args.timeout > 0):
+        raise UsageError("--parallel and --timeout must be positive numbers")
+    if args.command is not None:
+        request_bytes(args.command)  # a command no client sends: a wrong argument
     if args.hosts_file:
         with open(args.hosts_file, encoding="utf-8") as file:
             names = fleet.read_hosts_file(file.read())
@@ -130,12 +149,9 @@ class Output:
             reply = client.call(line, on_chunk=self._chunk)
         except ClientError as exc:
             return self.failure(exc)
-        except ValueError as exc:
+        except ValueError as exc:  # a line the client will not send: like an error reply
             self.complain(f"tshell: {exc}")
-            return NO_ANSWER
-        except KeyboardInterrupt:
-            self.complain("tshell: interrupted")
-            return 130
+            return ERROR_REPLY
         if self.as_json:
             final = {"ok": True, "result": reply.value} if reply.ok \
                 else {"ok": False, "error": reply.error}
@@ -152,6 +168,8 @@ class Output:
         ``quit`` or when the server cannot be reached."""
         status = OK
         for raw in lines:
+            if isinstance(raw, bytes):  # bytes that are not UTF-8 go to the server as they are
+                raw = raw.decode("utf-8", "surrogateescape")
             line = raw.strip()
             if not line or line.startswith("#"):
                 continue

@@ -5,16 +5,18 @@
         async for chunk in server.stream("testsvc count 3"):
             ...
 
-One request at a time per client (a lock keeps concurrent callers in turn);
-for many servers at once, use one AsyncClient each (see fleet.py).
+One request at a time per client: concurrent callers take turns, and a
+request made while a stream is open but not being read stops that stream.
+For many servers at once, use one AsyncClient each (see fleet.py).
 """
 
 import asyncio
+import contextlib
 
 from ..config import DEFAULT_HOST, DEFAULT_PORT
 from . import common
 from .blocking import DEFAULT_TIMEOUT
-from .common import CannotConnect, ClientError, CommandFailed, ConnectionLost, TimedOut
+from .common import ClientError, CommandFailed, ConnectionLost, TimedOut
 
 
 class AsyncClient:
@@ -23,7 +25,8 @@ class AsyncClient:
         self.where = common.format_address(host, port)
         self.banner_services = []
         self._reader = self._writer = None
-        self._turn = asyncio.Lock()
+        self._turn = asyncio.Lock()  # one request at a time on the connection
+        self._holder = None  # the Exchange that has the turn
         self._index = {}
 
     @property
@@ -32,14 +35,15 @@ class AsyncClient:
 
     async def connect(self):
         await self.close()
+        self._index.clear()  # a new connection may be a new version of the server
         try:
             async with asyncio.timeout(self.timeout):
                 self._reader, self._writer = await asyncio.open_connection(
                     self.host, self.port, limit=common.MAX_LINE)
         except TimeoutError:
             raise TimedOut(f"{self.where}: no connection within {self.timeout:g} s") from None
-        except OSError as exc:
-            raise CannotConnect(f"cannot connect to {self.where}: {common.describe_os_error(exc)}") from None
+        except (OSError, UnicodeError) as exc:
+            raise common.cannot_connect(self.where, exc) from None
         try:
             greeting = common.Greeting(self.where)
             while not greeting.add(await self._line(self.timeout)):
@@ -47,8 +51,10 @@ class AsyncClient:
             self.banner_services = greeting.services
             self._writer.write(common.request_bytes("mode json"))
             common.check_mode_switch(await self._line(self.timeout), self.where)
-        except BaseException:
+        except BaseException as exc:
             await self.close()
+            if isinstance(exc, OSError) and not isinstance(exc, ClientError):
+                raise common.lost(self.where, exc) from None
             raise
         return self
 
@@ -68,11 +74,15 @@ class AsyncClient:
         await self.close()
 
     async def call(self, line, *, timeout=None, on_chunk=None):
-        """As Client.call.  A cancelled call closes the connection."""
-        chunks, finals = [], []
-        async for chunk in self._exchange(line, timeout, finals):
-            (on_chunk or chunks.append)(chunk)
-        return common.finish(line, finals[0], chunks)
+        """As Client.call.  A cancelled call stops the command and closes the connection."""
+        chunks = []
+        exchange = Exchange(self, line, timeout)
+        try:
+            async for chunk in exchange:
+                (on_chunk or chunks.append)(chunk)
+        finally:
+            exchange.abandon()
+        return common.finish(line, exchange.final, chunks)
 
     async def run(self, *words, timeout=None):
         reply = await self.call(common.join(*words), timeout=timeout)
@@ -80,43 +90,40 @@ class AsyncClient:
             raise CommandFailed(reply)
         return reply.chunks if reply.chunks else reply.value
 
-    async def stream(self, line, *, timeout=None):
-        """As Client.stream: chunks as they come; CommandFailed if it ends in an error."""
-        finals = []
-        async for chunk in self._exchange(line, timeout, finals):
-            yield chunk
-        reply = common.finish(line, finals[0], [])
-        if not reply.ok:
-            raise CommandFailed(reply)
+    def stream(self, line, *, timeout=None):
+        """As Client.stream: ``async for`` gets the chunks as they come, and
+        CommandFailed if the stream ends in an error.  Leaving early stops the
+        command: at once with ``await stream.aclose()``, else at the next
+        request on this client, or when the stream is garbage-collected."""
+        return Exchange(self, line, timeout, raise_error=True)
 
     async def interrupt(self):
         """Send Ctrl-C: the server stops the command this connection is running."""
+        self._interrupt()
+
+    def _interrupt(self):
         if self._writer is not None and not self._writer.is_closing():
             self._writer.write(common.INTERRUPT)
 
-    async def _exchange(self, line, timeout, finals):
-        """Send a line, yield its chunks, append its final message to ``finals``.
-        Cut short, it closes the connection: its state is unknown."""
-        data = common.request_bytes(line)
-        timeout = self.timeout if timeout is None else timeout
-        async with self._turn:
-            if self._writer is None or self._reader.at_eof():
-                await self.connect()
-            finished = False
-            try:
-                self._writer.write(data)
-                while "ok" not in (message := await self._message(timeout)):
-                    yield message["chunk"]
-                finals.append(message)
-                finished = True
-            except ClientError:
-                raise
-            except OSError as exc:
-                raise ConnectionLost(f"{self.where}: {common.describe_os_error(exc)}") from None
-            finally:
-                if not finished:  # timed out, cancelled, or the caller left a stream
-                    await self.interrupt()  # stop the command nobody waits for
-                    await self.close()
+    async def _take_turn(self, exchange):
+        """Wait until the request in progress is answered.  A stream nobody is
+        reading (one left with ``break``) is stopped instead of waited for."""
+        holder = self._holder
+        if holder is not None and not holder.reading:
+            holder.abandon()
+        await self._turn.acquire()
+        self._holder = exchange
+
+    def _give_turn(self):
+        self._holder = None
+        self._turn.release()
+
+    def _drop(self):
+        """Stop the command in progress and close, at once (no awaiting)."""
+        self._interrupt()
+        writer, self._reader, self._writer = self._writer, None, None
+        if writer is not None:
+            writer.close()
 
     # -- the help index ------------------------------------------------------------
 
@@ -155,8 +162,83 @@ class AsyncClient:
         except TimeoutError:
             raise TimedOut(f"{self.where}: no reply within {timeout:g} s") from None
         except ValueError:  # the stream's limit
-            raise ClientError(f"{self.where} sent a line longer than {common.MAX_LINE} bytes") \
-                from None
+            raise ClientError(common.too_long(self.where)) from None
         if not raw.endswith(b"\n"):
             raise ConnectionLost(f"{self.where} closed the connection")
         return raw[:-1].decode("utf-8", "replace")
+
+
+class Exchange:
+    """One request and its reply, read message by message; an async iterator
+    of the chunks.  It holds the client's turn from its first step to its
+    final message; anything that cuts it short stops the command and drops
+    the connection, whose state is then unknown."""
+
+    def __init__(self, client, line, timeout, raise_error=False):
+        common.request_bytes(line)  # a line no client should send fails here, at once
+        self.client, self.line, self.raise_error = client, line, raise_error
+        self.timeout = client.timeout if timeout is None else timeout
+        self.reading = False  # inside __anext__: someone is waiting for the next message
+        self.final = None
+        self._sent = False
+        self._state = "new"  # -> "holding" -> "done"
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        if self._state == "done":
+            if self.final is None:
+                raise common.stopped_by_later_request(self.line)
+            raise StopAsyncIteration
+        self.reading = True
+        try:
+            if self._state == "new":
+                await self.client._take_turn(self)
+                self._state = "holding"
+            message = await self._step()
+        except BaseException:
+            self.abandon()
+            raise
+        finally:
+            self.reading = False
+        if "chunk" in message and "ok" not in message:
+            return message["chunk"]
+        self.final = message
+        self._finish()
+        if self.raise_error and not message.get("ok"):
+            raise CommandFailed(common.finish(self.line, message, []))
+        raise StopAsyncIteration
+
+    async def _step(self):
+        client = self.client
+        try:
+            if not self._sent:
+                if client._writer is None or client._reader.at_eof():
+                    await client.connect()
+                client._writer.write(common.request_bytes(self.line))
+                self._sent = True
+            return await client._message(self.timeout)
+        except ClientError:
+            raise
+        except OSError as exc:
+            raise common.lost(client.where, exc) from None
+
+    def abandon(self):
+        """Stop it where it is (nothing, if it is complete)."""
+        if self._state == "holding":
+            self.client._drop()
+        self._finish()
+
+    async def aclose(self):
+        self.abandon()
+
+    def _finish(self):
+        if self._state == "holding":
+            self.client._give_turn()
+        self._state = "done"
+
+    def __del__(self):
+        # Left unfinished and forgotten: free the connection for others.
+        with contextlib.suppress(Exception):  # the loop may be gone already
+            self.abandon()

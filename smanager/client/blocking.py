@@ -16,7 +16,7 @@ import time
 
 from ..config import DEFAULT_HOST, DEFAULT_PORT
 from . import common
-from .common import CannotConnect, ClientError, CommandFailed, ConnectionLost, TimedOut
+from .common import ClientError, CommandFailed, ConnectionLost, TimedOut
 
 DEFAULT_TIMEOUT = 30.0  # seconds to connect, and to wait for each line of a reply
 DRAIN_TIMEOUT = 5.0  # after Ctrl-C, seconds to wait for the end of the reply
@@ -33,6 +33,7 @@ class Client:
         self._sock = None
         self._buffer = bytearray()
         self._index = {}  # help topic -> `help -s` fields, until refresh()
+        self._open = None  # the exchange of the latest request, maybe unfinished
 
     # -- connection ----------------------------------------------------------------
 
@@ -43,12 +44,13 @@ class Client:
     def connect(self):
         """Connect and read the greeting (done for you by the first request)."""
         self.close()
+        self._index.clear()  # a new connection may be a new version of the server
         try:
             self._sock = socket.create_connection((self.host, self.port), self.timeout)
         except TimeoutError:
             raise TimedOut(f"{self.where}: no connection within {self.timeout:g} s") from None
-        except OSError as exc:
-            raise CannotConnect(f"cannot connect to {self.where}: {common.describe_os_error(exc)}") from None
+        except (OSError, UnicodeError) as exc:
+            raise common.cannot_connect(self.where, exc) from None
         try:
             greeting = common.Greeting(self.where)
             while not greeting.add(self._line(self.timeout)):
@@ -56,8 +58,10 @@ class Client:
             self.banner_services = greeting.services
             self._sock.sendall(common.request_bytes("mode json"))
             common.check_mode_switch(self._line(self.timeout), self.where)
-        except BaseException:
+        except BaseException as exc:
             self.close()
+            if isinstance(exc, OSError) and not isinstance(exc, ClientError):
+                raise common.lost(self.where, exc) from None
             raise
         return self
 
@@ -84,7 +88,7 @@ class Client:
         Ctrl-C (KeyboardInterrupt) stops the command on the server too.
         """
         chunks = []
-        exchange = self._exchange(line, timeout)
+        exchange = self._start(line, timeout)
         try:
             while True:
                 try:
@@ -103,22 +107,32 @@ class Client:
         return reply.chunks if reply.chunks else reply.value
 
     def stream(self, line, *, timeout=None):
-        """A command's chunks, as they come.  Leaving the loop early stops the
-        command; a stream that ends with an error raises CommandFailed."""
-        message = yield from self._exchange(line, timeout)
+        """A command's chunks, as they come.  Leaving the loop early, or making
+        another request before the end, stops the command; a stream that ends
+        with an error raises CommandFailed."""
+        message = yield from self._start(line, timeout)
+        if message is None:
+            raise common.stopped_by_later_request(line)
         reply = common.finish(line, message, [])
         if not reply.ok:
             raise CommandFailed(reply)
 
+    def _start(self, line, timeout):
+        """The exchange for a new request; one still open (a stream left
+        unfinished) is stopped first, so the replies cannot mix."""
+        common.request_bytes(line)  # a line no client should send fails here, at once
+        if self._open is not None:
+            self._open.close()
+        self._open = self._exchange(line, self.timeout if timeout is None else timeout)
+        return self._open
+
     def _exchange(self, line, timeout):
         """Send a line, yield its chunks, return its final message.  Whatever
         cuts it short (Ctrl-C, the caller leaving) stops the command too."""
-        data = common.request_bytes(line)
-        timeout = self.timeout if timeout is None else timeout
         self._ensure_connected()
-        finished = False
+        sock, finished = self._sock, False
         try:
-            self._sock.sendall(data)
+            sock.sendall(common.request_bytes(line))
             while "ok" not in (message := self._message(timeout)):
                 yield message["chunk"]
             finished = True
@@ -130,10 +144,10 @@ class Client:
             self.close()
             if isinstance(exc, ClientError):
                 raise
-            raise ConnectionLost(f"{self.where}: {common.describe_os_error(exc)}") from None
+            raise common.lost(self.where, exc) from None
         finally:
             if not finished:
-                self._abandon()
+                self._abandon(sock)
 
     def interrupt(self):
         """Send Ctrl-C: the server stops the command this connection is running."""
@@ -174,17 +188,19 @@ class Client:
             self.connect()
 
     def _stale(self):
-        """The server closed this idle connection (it restarted, say)."""
+        """The server closed this idle connection (it restarted, say): an idle
+        client is owed nothing, so anything readable means the end."""
         try:
-            readable, _, _ = select.select([self._sock], [], [], 0)
-            return bool(readable) or bool(self._buffer)  # nothing is owed to an idle client
+            poller = select.poll()  # not select(): it fails for descriptors over 1023
+            poller.register(self._sock, select.POLLIN)
+            return bool(poller.poll(0)) or bool(self._buffer)
         except (OSError, ValueError):
             return True
 
-    def _abandon(self):
+    def _abandon(self, sock):
         """After Ctrl-C: stop the command, read to the end of its reply, so the
         connection is ready for the next request; if that fails, drop it."""
-        if self._sock is None:
+        if self._sock is not sock:  # already dropped, or replaced by a new connection
             return
         try:
             self.interrupt()
@@ -197,12 +213,12 @@ class Client:
         return common.decode(self._line(timeout), self.where)
 
     def _line(self, timeout):
-        deadline = time.monotonic() + timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
         while (end := self._buffer.find(b"\n")) < 0:
             if len(self._buffer) > common.MAX_LINE:
-                raise ClientError(f"{self.where} sent a line longer than {common.MAX_LINE} bytes")
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+                raise ClientError(common.too_long(self.where))
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
                 raise TimedOut(f"{self.where}: no reply within {timeout:g} s")
             self._sock.settimeout(remaining)
             try:

@@ -10,8 +10,10 @@ A client session goes like this (the server side is in protocol.py and formats.p
    ending the running command with ``{"ok": false, "error": "interrupted"}``.
 """
 
+import ipaddress
 import json
 import os
+import re
 import shlex
 import socket
 from dataclasses import dataclass, field
@@ -81,25 +83,55 @@ def text_of(value):
 
 
 def parse_address(text, default_port=DEFAULT_PORT):
-    """``HOST``, ``HOST:PORT``, ``[V6]:PORT`` or a bare IPv6 address -> (host, port)."""
+    """``HOST``, ``HOST:PORT``, ``[V6]:PORT`` or a bare IPv6 address -> (host, port);
+    ValueError for anything else (a URL, two hosts in one, a stray colon)."""
     text = text.strip()
-    if not text:
-        raise ValueError("empty host")
     host, port = text, default_port
     if text.startswith("["):
         host, bracket, rest = text[1:].partition("]")
-        if not bracket or (rest and not rest.startswith(":")):
+        if not bracket or (rest and not rest.startswith(":")) or rest == ":":
             raise ValueError(f"bad address {text!r}")
         port = rest[1:] or default_port
+        _check_ipv6(host, text)
     elif text.count(":") == 1:
         host, port = text.split(":")
-    try:
-        port = int(port)
-    except ValueError:
-        raise ValueError(f"bad port in {text!r}") from None
-    if not host or not 0 < port < 65536:
+    elif ":" in text:
+        _check_ipv6(host, text)
+    if not host or not _HOST.fullmatch(host):
         raise ValueError(f"bad address {text!r}")
-    return host, port
+    if not (isinstance(port, int) or port.isdigit()) or not 0 < int(port) < 65536:
+        raise ValueError(f"bad port in {text!r}")
+    return host, int(port)
+
+
+_HOST = re.compile(r"[\w.:%-]+")  # names, IPv4, IPv6 (with a zone): no spaces, commas, slashes
+
+
+def _check_ipv6(host, text):
+    try:
+        ipaddress.IPv6Address(host.partition("%")[0])
+    except ValueError:
+        raise ValueError(f"bad address {text!r}") from None
+
+
+def cannot_connect(where, exc):
+    """The CannotConnect for an error from connecting (a refusal, a name that
+    does not resolve, or one the IDNA codec cannot even encode)."""
+    if isinstance(exc, UnicodeError):
+        return CannotConnect(f"cannot connect to {where}: not a valid host name")
+    return CannotConnect(f"cannot connect to {where}: {describe_os_error(exc)}")
+
+
+def too_long(where):
+    return f"{where} sent a reply line over {MAX_LINE // 2**20} MiB, more than a client takes"
+
+
+def stopped_by_later_request(line):
+    return ClientError(f"{line!r} was stopped by a later request on the same connection")
+
+
+def lost(where, exc):
+    return ConnectionLost(f"{where}: {describe_os_error(exc)}")
 
 
 def describe_os_error(exc):
@@ -116,14 +148,25 @@ def format_address(host, port):
 
 
 def request_bytes(line):
-    """One request line as bytes.  A line break inside would be two requests,
-    and ``mode`` would take the connection out of the JSON the client reads."""
+    """One request line as bytes, or ValueError for a line no client should send:
+    a blank one (the server answers nothing, so it would wait forever), one with
+    a line break (two requests), or ``mode`` (it would take the connection out
+    of the JSON the client reads), or text that is not UTF-8 (input read with
+    surrogateescape: a raw 0xFF byte would be a telnet command to the server)."""
     if "\n" in line or "\r" in line:
         raise ValueError("a request is one line")
-    words = line.lower().split()
-    if words[:1] == ["mode"] and words != ["mode", "json"]:
+    try:
+        words = shlex.split(line)  # as the server splits it
+    except ValueError:
+        words = line.split()
+    if not words:
+        raise ValueError("a request needs a command")
+    if words[0].lower() == "mode" and [word.lower() for word in words] != ["mode", "json"]:
         raise ValueError("a client keeps its connection in JSON mode")
-    return line.encode() + b"\n"
+    try:
+        return line.encode("utf-8") + b"\n"
+    except UnicodeEncodeError:
+        raise ValueError("a request must be valid UTF-8") from None
 
 
 def join(*words):
