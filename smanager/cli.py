@@ -48,6 +48,21 @@ def build_parser():
     add("--max-line", type=int, metavar="BYTES", help="longest line accepted (default 65536)")
     add("--oneshot-delay", type=float, metavar="SECONDS",
         help="silence after an unterminated first line before it runs (default 0.2)")
+    add("--insecure", action="store_true",
+        help="listen beyond loopback although anyone who reaches the port can run every command")
+    add("--unix-socket", metavar="PATH", help="also listen on this Unix socket")
+    add("--unix-socket-mode", metavar="OCTAL", help="its permissions (default 600)")
+    add("--no-tcp", dest="tcp", action="store_false", help="listen only on the Unix socket")
+    add("--max-connections", type=int, metavar="N", help="connections at once (default 1000)")
+    add("--max-connections-per-address", type=int, metavar="N",
+        help="connections at once from one address (default 100)")
+    add("--idle-timeout", type=float, metavar="SECONDS",
+        help="close a connection that sends and runs nothing this long (default 3600)")
+    add("--line-timeout", type=float, metavar="SECONDS",
+        help="close a connection that does not finish a line this long after it began "
+             "(default 120)")
+    add("--send-timeout", type=float, metavar="SECONDS",
+        help="drop a client that leaves replies unread this long (default 60)")
     add("--version", action="version", version=f"smanager {__version__}")
     return parser
 
@@ -69,10 +84,13 @@ def main(argv=None):
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         _run(config)
+    except ConfigError as exc:
+        print(f"smanager: error: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         reason = os.strerror(exc.errno) if exc.errno else str(exc)
-        print(f"smanager: cannot listen on {config.host}:{config.port}: {reason}",
-              file=sys.stderr)
+        where = f"{config.host}:{config.port}" if config.tcp else config.unix_socket
+        print(f"smanager: cannot listen on {where}: {reason}", file=sys.stderr)
         return 1
     if _threads_still_running(THREAD_GRACE):
         # A command overran its time limit and its thread is still running; it

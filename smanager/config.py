@@ -38,6 +38,15 @@ class Config:
     shutdown_timeout: float = 10.0  # seconds for commands in flight, and for each hook
     max_line: int = 65536  # bytes in one line before the connection is closed
     oneshot_delay: float = 0.2  # seconds of silence after an unterminated first line
+    insecure: bool = False  # allow listening beyond loopback without authentication
+    tcp: bool = True  # listen on host:port (off: only on the Unix socket)
+    unix_socket: str = ""  # also (or only) listen on this Unix socket path
+    unix_socket_mode: str = "600"  # its permissions, in octal
+    max_connections: int = 1000
+    max_connections_per_address: int = 100
+    idle_timeout: float = 3600.0  # seconds a connection may send and run nothing
+    line_timeout: float = 120.0  # seconds to finish a line once begun
+    send_timeout: float = 60.0  # seconds a client may leave our output unread
     service: dict = field(default_factory=dict)  # [service.NAME] tables
 
     @property
@@ -74,6 +83,11 @@ def _checked(key, value, kind):
         raise ConfigError(f"{key} must be more than 0, not {value}")
     if key == "max_line" and value < 80:
         raise ConfigError(f"max_line must be at least 80, not {value}")
+    if key in ("max_connections", "max_connections_per_address") and value < 1:
+        raise ConfigError(f"{key} must be at least 1, not {value}")
+    if key == "unix_socket_mode" and not (value.isdigit() and set(value) <= set("01234567")
+                                          and int(value, 8) <= 0o777):
+        raise ConfigError(f"unix_socket_mode must be octal permissions like 600, not {value!r}")
     if key == "services" and not all(isinstance(item, str) for item in value):
         raise ConfigError("services must be a list of directories")
     if key == "service" and not all(isinstance(item, dict) for item in value.values()):

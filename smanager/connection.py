@@ -20,7 +20,7 @@ import asyncio
 import logging
 import socket
 
-from . import errors, framing, protocol
+from . import errors, framing, limits, protocol
 from .manager import Peer
 from .pipeline import Pipeline
 
@@ -45,6 +45,9 @@ class Connection(asyncio.BufferedProtocol):
         self.lines_seen = 0
         self.keystrokes = False  # the client sends a key at a time: never a one-shot
         self._oneshot_timer = None
+        self.reads = 0  # how many times bytes arrived: the limits' sweep watches it
+        self.watch = None
+        self.admitted = None  # the address the connection counts against, once admitted
 
     @property
     def worker(self):
@@ -55,8 +58,18 @@ class Connection(asyncio.BufferedProtocol):
     def connection_made(self, transport):
         manager = self.server.manager
         self.transport = transport
-        self.peer = Peer(format_address(transport.get_extra_info("peername")))
+        peername = transport.get_extra_info("peername")
+        self.peer = Peer(format_address(peername) if peername else "unix socket")
         self.lines = Pipeline(manager, self.peer, transport, self.framer.max_line)
+        address = peername[0] if isinstance(peername, tuple) else "unix socket"
+        refusal = self.server.admission.admit(address)
+        if refusal is not None:
+            self.lines.closing = True
+            transport.write(protocol.render_error(refusal))
+            transport.close()
+            return
+        self.admitted = address
+        self.watch = limits.Watch(asyncio.get_running_loop().time())
         self.server.connections.add(self)
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
@@ -73,6 +86,7 @@ class Connection(asyncio.BufferedProtocol):
         return self._buffer
 
     def buffer_updated(self, nbytes):
+        self.reads += 1
         data = bytes(self._buffer[:nbytes])
         if not (self.lines_seen and self.framer.at_line_start
                 and self.lines.answer_remembered(data)):
@@ -97,6 +111,9 @@ class Connection(asyncio.BufferedProtocol):
         return True  # keep our side open until the replies are written
 
     def connection_lost(self, exc):
+        if self.admitted is None:
+            return  # refused at the door: nothing began
+        self.server.admission.release(self.admitted)
         self.server.forget(self)
         self._cancel_oneshot()
         self.lines.lost()
@@ -163,6 +180,17 @@ class Connection(asyncio.BufferedProtocol):
     def begin_shutdown(self):
         """Run nothing new; close now if idle, else once the current command ends."""
         self._cancel_oneshot()
+        self.lines.shut()
+
+    def refuse(self, message, reachable=True):
+        """A limit was broken: say so if the client can still hear it, and close."""
+        self._cancel_oneshot()
+        if not reachable:
+            self.transport.abort()
+        elif self.lines.busy:
+            self.lines.interrupt(message)  # the command's reply is this error
+        elif not self.transport.is_closing():
+            self.transport.write(self.lines.format.error(message))
         self.lines.shut()
 
     def cancel_for_shutdown(self):

@@ -11,6 +11,8 @@ import asyncio
 import logging
 import signal
 
+from . import limits, unix_socket
+from .config import ConfigError
 from .connection import Connection, format_address
 from .manager import Manager
 
@@ -21,12 +23,15 @@ RECEIVE_BUFFER = 65536  # bytes read from a client at a time
 class Server:
     def __init__(self, config, manager=None):
         self.config = config
+        self.admission = limits.Admission(config.max_connections,
+                                          config.max_connections_per_address)
         self.manager = manager or Manager(
             config.service_dirs, command_timeout=config.command_timeout,
             hook_timeout=config.shutdown_timeout, options=config.service)
         self.connections = set()
         self.shutting_down = False
-        self._listener = None
+        self._listeners = []
+        self._sweeper = None
         self._tasks = set()
         self._all_closed = None  # set when the last connection is gone, during shutdown
         self.receive_buffer = memoryview(bytearray(RECEIVE_BUFFER))  # see Connection.get_buffer
@@ -34,7 +39,7 @@ class Server:
     @property
     def address(self):
         """(host, port) actually listened on; the port is real even if 0 was asked."""
-        return self._listener.sockets[0].getsockname()[:2]
+        return self._listeners[0].sockets[0].getsockname()[:2]
 
     def forget(self, connection):
         self.connections.discard(connection)
@@ -48,17 +53,44 @@ class Server:
         task.add_done_callback(self._tasks.discard)
 
     async def start(self):
+        """Listen, start the services, accept.  ConfigError for an address it
+        must not listen on; OSError when it cannot."""
+        config = self.config
+        if not config.tcp and not config.unix_socket:
+            raise ConfigError("nothing to listen on: --no-tcp needs --unix-socket PATH")
+        if config.tcp and limits.exposed(config.host) and not config.insecure:
+            raise ConfigError(
+                f"refusing to listen on {config.host or 'every address'}: anyone who can "
+                "reach it could run every command, kill included, and there is no "
+                "authentication yet. Listen on 127.0.0.1 or a Unix socket (--unix-socket), "
+                "or pass --insecure if only trusted hosts can reach this network")
         loop = asyncio.get_running_loop()
-        self._listener = await loop.create_server(
-            lambda: Connection(self), self.config.host, self.config.port,
-            reuse_address=True, start_serving=False)
         try:
+            if config.tcp:
+                self._listeners.append(await loop.create_server(
+                    lambda: Connection(self), config.host, config.port,
+                    reuse_address=True, start_serving=False))
+            if config.unix_socket:
+                self._listeners.append(await unix_socket.listen(
+                    lambda: Connection(self), config.unix_socket,
+                    int(config.unix_socket_mode, 8)))
             await self.manager.start()
         except BaseException:
-            self._listener.close()
+            self._close_listeners()
             raise
-        await self._listener.start_serving()
-        log.info("listening on %s", format_address(self.address))
+        for listener in self._listeners:
+            await listener.start_serving()
+        self._sweeper = loop.create_task(limits.sweep(self, config))
+        if config.tcp:
+            log.info("listening on %s", format_address(self.address))
+        if config.unix_socket:
+            log.info("listening on Unix socket %s", config.unix_socket)
+
+    def _close_listeners(self):
+        for listener in self._listeners:
+            listener.close()
+        if self.config.unix_socket:
+            unix_socket.remove(self.config.unix_socket)
 
     async def serve_until_shutdown(self):
         await self.manager.shutdown_requested.wait()
@@ -69,7 +101,9 @@ class Server:
             return
         self.shutting_down = True
         log.info("shutting down")
-        self._listener.close()
+        self._close_listeners()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         for connection in list(self.connections):
             connection.begin_shutdown()
         await self._wait_for_commands(self.config.shutdown_timeout)

@@ -1,0 +1,125 @@
+"""Limits that keep any one client, or a crowd of them, from wearing the server down.
+
+1. At most ``max_connections`` connections, and ``max_connections_per_address``
+   from one address (a Unix socket's clients share one).  One more is sent a
+   one-line error and closed; refusals are logged at most once a second.
+2. A connection that sends nothing and runs nothing for ``idle_timeout``
+   seconds is told so and closed.
+3. A line must be complete ``line_timeout`` seconds after it began (a client
+   sending a byte a second cannot hold a connection forever).
+4. A client that leaves our output unread for ``send_timeout`` seconds is
+   dropped: nothing more can be sent to it, and what it left unread is freed.
+   (Until then it holds at most one reply: see pipeline.py and flow.py.)
+
+The timers are one sweep over all connections, a few times a second, so the
+path every request takes does no clock reads for them.
+"""
+
+import asyncio
+import ipaddress
+import logging
+import socket
+import time
+
+log = logging.getLogger("smanager.limits")
+
+
+class Admission:
+    """Counts connections, overall and per address (rule 1)."""
+
+    def __init__(self, total, per_address):
+        self.total, self.per_address = total, per_address
+        self.count = 0
+        self.by_address = {}
+        self._refused, self._logged_at = 0, 0.0
+
+    def admit(self, address):
+        """None if the connection may stay (and it is counted), else the error."""
+        if self.count >= self.total:
+            return self._refuse(f"too many connections (limit {self.total}); try again later")
+        if self.by_address.get(address, 0) >= self.per_address:
+            return self._refuse(f"too many connections from {address} "
+                                f"(limit {self.per_address}); try again later")
+        self.count += 1
+        self.by_address[address] = self.by_address.get(address, 0) + 1
+        return None
+
+    def release(self, address):
+        self.count -= 1
+        left = self.by_address[address] - 1
+        if left:
+            self.by_address[address] = left
+        else:
+            del self.by_address[address]
+
+    def _refuse(self, error):
+        self._refused += 1
+        now = time.monotonic()
+        if now - self._logged_at >= 1.0:
+            log.warning("refused %d connection(s): %s", self._refused, error)
+            self._refused, self._logged_at = 0, now
+        return error
+
+
+class Watch:
+    """What the sweep last saw of one connection, to tell progress from none."""
+
+    __slots__ = ("reads", "idle_since", "lines", "line_since", "unsent", "stalled_since")
+
+    def __init__(self, now):
+        self.reads, self.idle_since = -1, now
+        self.lines, self.line_since = -1, None
+        self.unsent, self.stalled_since = -1, None
+
+
+async def sweep(server, config):
+    """Rules 2-4, for as long as the server runs."""
+    interval = min(1.0, config.idle_timeout, config.line_timeout, config.send_timeout) / 4
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(interval)
+        now = loop.time()
+        for connection in list(server.connections):
+            problem = check(connection, now, config)
+            if problem is not None:
+                message, reachable = problem
+                log.warning("%s: %s", connection.peer.address, message)
+                connection.refuse(message, reachable)
+
+
+def check(connection, now, config):
+    """The rule this connection breaks now, as (its error, whether the client
+    can still be told), or None."""
+    watch = connection.watch
+    if connection.reads != watch.reads or connection.lines.busy or connection.lines.queue:
+        watch.reads, watch.idle_since = connection.reads, now
+    elif now - watch.idle_since >= config.idle_timeout:
+        return f"idle for {config.idle_timeout:g} s; closing the connection", True
+    if not connection.framer.has_partial:
+        watch.line_since = None
+    elif watch.line_since is None or connection.lines_seen != watch.lines:
+        watch.lines, watch.line_since = connection.lines_seen, now
+    elif now - watch.line_since >= config.line_timeout:
+        return f"line not finished within {config.line_timeout:g} s; closing the connection", True
+    unsent = connection.transport.get_write_buffer_size()
+    if not connection.lines.flow.write_paused or unsent < watch.unsent:
+        watch.unsent, watch.stalled_since = unsent, None
+    elif watch.stalled_since is None:
+        watch.unsent, watch.stalled_since = unsent, now
+    elif now - watch.stalled_since >= config.send_timeout:
+        return f"output unread for {config.send_timeout:g} s; dropping the client", False
+    return None
+
+
+def exposed(host):
+    """True if listening on ``host`` accepts connections from other machines."""
+    if not host:
+        return True  # every interface
+    if host in ("localhost", "ip6-localhost"):
+        return False
+    try:
+        infos = socket.getaddrinfo(host, None, flags=socket.AI_PASSIVE)
+    except (OSError, UnicodeError):
+        return False  # binding will fail, and say why
+    return not all(ipaddress.ip_address(info[4][0].partition("%")[0]).is_loopback
+                   for info in infos)
