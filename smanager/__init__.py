@@ -4,8 +4,9 @@ A service author needs only ``from smanager import SService``; see
 smanager.commands for the rules that turn its methods into commands.
 """
 
+from .commands import filtered
 from .errors import CommandError
 from .service import Session, SService
 
 __version__ = "0.1.0"
-__all__ = ["SService", "Session", "CommandError", "__version__"]
+__all__ = ["CommandError", "SService", "Session", "__version__", "filtered"]

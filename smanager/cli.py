@@ -63,6 +63,10 @@ def build_parser():
              "(default 120)")
     add("--send-timeout", type=float, metavar="SECONDS",
         help="drop a client that leaves replies unread this long (default 60)")
+    add("--audit-log", metavar="FILE", help="write one line per command to FILE ('-': stderr)")
+    add("--audit-log-max-bytes", type=int, metavar="BYTES",
+        help="rotate the audit file at this size (default 10 MiB)")
+    add("--audit-log-backups", type=int, metavar="N", help="rotated files kept (default 5)")
     add("--version", action="version", version=f"smanager {__version__}")
     return parser
 

@@ -16,6 +16,8 @@
    float or bool annotation (or default of that type) converts the text.
 8. ``def`` runs in a worker thread, ``async def`` on the event loop, and an
    ``async def`` that yields streams its chunks.
+9. Parameters named in ``@filtered(...)`` are secrets: the audit trail writes
+   their values as ``FILTERED``.
 """
 
 import enum
@@ -30,6 +32,18 @@ TOPLEVEL_PREFIX = "toplevel_cmd_"
 SESSION_PARAMETER = "session"
 _TRUE = frozenset({"1", "true", "yes", "on", "y"})
 _FALSE = frozenset({"0", "false", "no", "off", "n"})
+
+
+def filtered(*names):
+    """Mark a command's secret parameters: the audit trail never writes their values.
+
+        @filtered("password")
+        def cmd_set_password(self, user, password): ...
+    """
+    def mark(function):
+        function.filtered_params = frozenset(names)
+        return function
+    return mark
 
 
 class Kind(enum.Enum):
@@ -94,6 +108,7 @@ class Command:
     keyword_only: tuple  # Params only filled by name=value
     rest: Param | None  # *args
     wants_session: bool
+    secret: frozenset = frozenset()  # parameter names from @filtered
 
     @property
     def summary(self):
@@ -139,6 +154,29 @@ class Command:
         if self.wants_session:
             named[SESSION_PARAMETER] = session
         return args, named
+
+    def filtered(self, words, mask):
+        """Request words with every secret parameter's value replaced by ``mask``.
+
+        A word in order is masked if it would fill a secret parameter, or
+        would have if the parameters given by name were skipped (the request
+        may fail to bind, and must still not be written down in clear).
+        """
+        named = {word.partition("=")[0] for word in words
+                 if "=" in word and self._by_name(word.partition("=")[0]) is not None}
+        unnamed = [param for param in self.positional if param.name not in named]
+        shown, loose = [], 0
+        for word in words:
+            key, equals, _ = word.partition("=")
+            if equals and key in named:
+                shown.append(f"{key}={mask}" if key in self.secret else word)
+                continue
+            fills = [params[loose] if loose < len(params) else self.rest
+                     for params in (self.positional, unnamed)]
+            loose += 1
+            hidden = any(param is None or param.name in self.secret for param in fills)
+            shown.append(mask if hidden else word)
+        return shown
 
     def _by_name(self, key):
         for param in self.positional + self.keyword_only:
@@ -193,7 +231,8 @@ def command_from_function(name, function, toplevel=False):
         else:
             positional.append(spec)
     return Command(name, function, kind, toplevel, inspect.cleandoc(function.__doc__ or ""),
-                   tuple(positional), tuple(keyword_only), rest, wants_session)
+                   tuple(positional), tuple(keyword_only), rest, wants_session,
+                   frozenset(getattr(function, "filtered_params", ())))
 
 
 def _value_type(param):

@@ -60,7 +60,8 @@ class Connection(asyncio.BufferedProtocol):
         self.transport = transport
         peername = transport.get_extra_info("peername")
         self.peer = Peer(format_address(peername) if peername else "unix socket")
-        self.lines = Pipeline(manager, self.peer, transport, self.framer.max_line)
+        self.lines = Pipeline(manager, self.peer, transport, self.framer.max_line,
+                              self.server.audit)
         address = peername[0] if isinstance(peername, tuple) else "unix socket"
         refusal = self.server.admission.admit(address)
         if refusal is not None:

@@ -11,6 +11,7 @@ request that finishes at once costs no task switch.
 import asyncio
 import collections
 import logging
+import time
 
 from . import eager, errors, formats, framing, protocol
 from .flow import Flow
@@ -22,7 +23,7 @@ DRAIN = object()  # a job: wait until the client has read what we sent
 
 
 class Pipeline:
-    def __init__(self, manager, peer, transport, max_line):
+    def __init__(self, manager, peer, transport, max_line, audit=None):
         self.manager = manager
         self._begin_line = manager.begin_line
         self._start = manager.runner.start
@@ -42,6 +43,8 @@ class Pipeline:
         self.flow = Flow(transport)
         self._loop = None
         self.format = formats.Text  # replies' format: `mode json` switches it
+        self.audit = audit  # an Audit, or None: then nothing here costs a thing
+        self._audited = None  # (time begun, raw line) of the line being answered
         self._render_reply = self.format.reply
 
     @property
@@ -135,7 +138,7 @@ class Pipeline:
         half-read) and that this is not the connection's first line.
         """
         if (self._job is not None or self.queue or self.flow.write_paused or self.closing
-                or data[-1:] != b"\n" or self.worker is None):
+                or data[-1:] != b"\n" or self.worker is None or self.audit is not None):
             return False
         calls = self._roster.catalog.calls  # the catalog of the moment: a restart replaces it
         call = calls.get(data[:-2] if data[-2:-1] == b"\r" else data[:-1])
@@ -155,6 +158,8 @@ class Pipeline:
 
     def _begin(self, raw):
         """Start one line; write its reply if done, else return the job left to do."""
+        if self.audit is not None:
+            self._audited = (time.time(), raw)
         try:
             outcome = self._begin_line(raw, self.peer)
         except protocol.ParseError as exc:
@@ -171,6 +176,8 @@ class Pipeline:
             if outcome.mode is not None:
                 self._switch(outcome.mode)
             self.transport.write(self._render_reply(outcome))
+            if self._audited is not None:
+                self._audit(outcome.error)
             if outcome.close:
                 self._after(outcome)
             return None
@@ -253,12 +260,14 @@ class Pipeline:
                     await self._send_stream(reply.stream)
                 else:
                     self._write(self._render_reply(reply))
+                    self._audit(reply.error)
                 self._after(reply)
         except asyncio.CancelledError:
             if self._cancel_reason is None and self.transport.is_closing():
                 raise  # the connection is gone
             asyncio.current_task().uncancel()
             self._write(self.format.error(self._cancel_reason or errors.CANCELLED))
+            self._audit(self._cancel_reason or errors.CANCELLED)
         finally:
             self._running = False
             self._cancel_reason = None
@@ -273,6 +282,13 @@ class Pipeline:
         finally:
             await stream.aclose()
         self._write(self.format.end(stream.error))
+        self._audit(stream.error)
+
+    def _audit(self, error):
+        if self._audited is not None:
+            started, raw = self._audited
+            self._audited = None
+            self.audit.record(started, raw, self.peer, error)
 
     # -- output ------------------------------------------------------------------
 

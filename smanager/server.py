@@ -12,6 +12,7 @@ import logging
 import signal
 
 from . import limits, unix_socket
+from .audit import Audit
 from .config import ConfigError
 from .connection import Connection, format_address
 from .manager import Manager
@@ -25,6 +26,7 @@ class Server:
         self.config = config
         self.admission = limits.Admission(config.max_connections,
                                           config.max_connections_per_address)
+        self.audit = None  # opened by start()
         self.manager = manager or Manager(
             config.service_dirs, command_timeout=config.command_timeout,
             hook_timeout=config.shutdown_timeout, options=config.service)
@@ -74,9 +76,12 @@ class Server:
                 self._listeners.append(await unix_socket.listen(
                     lambda: Connection(self), config.unix_socket,
                     int(config.unix_socket_mode, 8)))
+            if config.audit_log:
+                self.audit = _open_audit(config, lambda: self.manager.catalog)
             await self.manager.start()
         except BaseException:
             self._close_listeners()
+            self._close_audit()
             raise
         for listener in self._listeners:
             await listener.start_serving()
@@ -85,6 +90,10 @@ class Server:
             log.info("listening on %s", format_address(self.address))
         if config.unix_socket:
             log.info("listening on Unix socket %s", config.unix_socket)
+
+    def _close_audit(self):
+        if self.audit is not None:
+            self.audit.close()
 
     def _close_listeners(self):
         for listener in self._listeners:
@@ -112,6 +121,7 @@ class Server:
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=self.config.shutdown_timeout)
         self.manager.executor.shutdown(wait=False, cancel_futures=True)
+        self._close_audit()
         log.info("stopped")
 
     async def _close_connections(self, timeout):
@@ -145,6 +155,15 @@ class Server:
 
     async def __aexit__(self, *exc_info):
         await self.shutdown()
+
+
+def _open_audit(config, catalog_of):
+    try:
+        return Audit(config.audit_log, config.audit_log_max_bytes, config.audit_log_backups,
+                     catalog_of)
+    except OSError as exc:
+        raise ConfigError(f"cannot open audit log {config.audit_log}: "
+                          f"{exc.strerror or exc}") from None
 
 
 async def serve(config):
