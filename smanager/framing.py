@@ -230,4 +230,8 @@ class LineFramer:
                 self._overflow(events)
             return len(data)
         self._in_subnegotiation = False
+        self._skipped += end - pos  # however the bytes were split into reads
+        if self._skipped > self.max_line:
+            self._overflow(events)
+            return len(data)
         return end + 2

@@ -137,3 +137,10 @@ def test_each_option_is_refused_once_but_every_timing_mark_is_answered():
     events, framer = feed_all([bytes([IAC, DO, 1]) * 3 + bytes([IAC, DO, 6]) * 2 + b"x\n"])
     assert events == [bytes([IAC, WONT, 1]), bytes([IAC, WILL, 6]), bytes([IAC, WILL, 6]), b"x"]
     assert framer.telnet_seen
+
+
+@pytest.mark.parametrize("chunk", [1_000_000, 65_536, 40_000, 7])
+def test_a_long_subnegotiation_counts_against_the_line_limit_however_it_is_split(chunk):
+    data = b"\xff\xfa\x18" + b"k" * 102_400 + b"\xff\xf0kill\n"
+    chunks = [data[start:start + chunk] for start in range(0, len(data), chunk)]
+    assert feed_all(chunks, 65_536)[0] == [OVERFLOW]
