@@ -3,8 +3,8 @@
     2026-11-22T14:03:07.412Z 127.0.0.1:50514 user=- ok 0.4ms "systemstatus echo hi"
     2026-11-22T14:03:09.020Z 127.0.0.1:50514 user=- error="unknown command 'x' (try 'help')" 0.1ms "x"
 
-Fields: when the command began (UTC), the client, the user (``-`` until
-authentication exists), the outcome, how long it took, and the command as
+Fields: when the command began (UTC), the client, the user (a TLS client
+certificate's name, else ``-``), the outcome, how long it took, and the command as
 JSON text.  A parameter a service marks with ``@filtered`` is written as
 ``FILTERED`` (so are ``name=value`` words for it).  Blank lines are not
 commands and are not written.
@@ -20,6 +20,12 @@ from . import errors
 from .protocol import ParseError, parse_line
 
 FILTERED = "FILTERED"
+
+
+def _word(user):
+    """A user name as one word of the line (it comes from a certificate)."""
+    return json.dumps(user, ensure_ascii=False) if user and not user.isidentifier() \
+        else user or "-"
 
 
 class Audit:
@@ -46,8 +52,9 @@ class Audit:
         when = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(started))
         millis = int(started * 1000) % 1000
         outcome = "ok" if error is None else f"error={json.dumps(errors.one_line(error))}"
-        self.logger.info("%s.%03dZ %s user=- %s %.1fms %s", when, millis, peer.address,
-                         outcome, took, json.dumps(self.shown(raw), ensure_ascii=False))
+        self.logger.info("%s.%03dZ %s user=%s %s %.1fms %s", when, millis, peer.address,
+                         _word(peer.user), outcome, took,
+                         json.dumps(self.shown(raw), ensure_ascii=False))
 
     def shown(self, raw):
         """The request as it may be written down: secrets replaced."""

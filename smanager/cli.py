@@ -63,6 +63,10 @@ def build_parser():
              "(default 120)")
     add("--send-timeout", type=float, metavar="SECONDS",
         help="drop a client that leaves replies unread this long (default 60)")
+    add("--tls-cert", metavar="FILE", help="certificate (PEM): the TCP listener speaks TLS")
+    add("--tls-key", metavar="FILE", help="its private key (PEM)")
+    add("--tls-client-ca", metavar="FILE",
+        help="require client certificates signed by this CA (mutual TLS)")
     add("--audit-log", metavar="FILE", help="write one line per command to FILE ('-': stderr)")
     add("--audit-log-max-bytes", type=int, metavar="BYTES",
         help="rotate the audit file at this size (default 10 MiB)")

@@ -47,6 +47,9 @@ class Config:
     idle_timeout: float = 3600.0  # seconds a connection may send and run nothing
     line_timeout: float = 120.0  # seconds to finish a line once begun
     send_timeout: float = 60.0  # seconds a client may leave our output unread
+    tls_cert: str = ""  # with tls_key: the TCP listener speaks TLS only
+    tls_key: str = ""
+    tls_client_ca: str = ""  # require client certificates signed by this CA
     audit_log: str = ""  # a file for the audit trail, "-" for stderr; none by default
     audit_log_max_bytes: int = 10 * 1024 * 1024  # rotate the file at this size...
     audit_log_backups: int = 5  # ...keeping this many old ones

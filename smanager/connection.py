@@ -20,7 +20,7 @@ import asyncio
 import logging
 import socket
 
-from . import errors, framing, limits, protocol
+from . import errors, framing, limits, protocol, tls
 from .manager import Peer
 from .pipeline import Pipeline
 
@@ -60,6 +60,7 @@ class Connection(asyncio.BufferedProtocol):
         self.transport = transport
         peername = transport.get_extra_info("peername")
         self.peer = Peer(format_address(peername) if peername else "unix socket")
+        self.peer.user = tls.peer_user(transport)
         self.lines = Pipeline(manager, self.peer, transport, self.framer.max_line,
                               self.server.audit)
         address = peername[0] if isinstance(peername, tuple) else "unix socket"
@@ -109,7 +110,9 @@ class Connection(asyncio.BufferedProtocol):
                 self._handle(event)
         self.lines.no_more_input()
         self.lines.advance()
-        return True  # keep our side open until the replies are written
+        # Keep our side open until the replies are written (TLS cannot: asyncio
+        # closes a TLS connection at the client's EOF, and warns if asked not to).
+        return self.transport.get_extra_info("sslcontext") is None
 
     def connection_lost(self, exc):
         if self.admitted is None:

@@ -50,32 +50,32 @@ def parse_hosts(names):
     return list(seen)
 
 
-async def run_everywhere(addresses, line, *, parallel=DEFAULT_PARALLEL, timeout=30.0):
+async def run_everywhere(addresses, line, *, parallel=DEFAULT_PARALLEL, timeout=30.0, ssl=None):
     """Run ``line`` on every (host, port); a HostResult each, in the same order."""
     async def one(client):
         return await client.call(line)
-    return await _everywhere(addresses, one, parallel, timeout)
+    return await _everywhere(addresses, one, parallel, timeout, ssl)
 
 
-async def ping_everywhere(addresses, *, parallel=DEFAULT_PARALLEL, timeout=5.0):
+async def ping_everywhere(addresses, *, parallel=DEFAULT_PARALLEL, timeout=5.0, ssl=None):
     """Which hosts answer, how fast, and the services each runs."""
     async def one(client):
         return await client.call("help -s")
-    results = await _everywhere(addresses, one, parallel, timeout)
+    results = await _everywhere(addresses, one, parallel, timeout, ssl)
     for result in results:
         if result.ok:
             result.services = tuple(terse_fields(result.reply.text).get("SERVICES", ()))
     return results
 
 
-async def _everywhere(addresses, ask, parallel, timeout):
+async def _everywhere(addresses, ask, parallel, timeout, ssl):
     turns = asyncio.Semaphore(parallel)
 
     async def visit(host, port):
         result = HostResult(format_address(host, port))
         async with turns:
             started = time.monotonic()
-            client = AsyncClient(host, port, timeout=timeout)
+            client = AsyncClient(host, port, timeout=timeout, ssl=ssl)
             try:
                 async with asyncio.timeout(timeout):
                     await client.connect()

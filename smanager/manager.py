@@ -28,6 +28,7 @@ class Peer:
 
     def __init__(self, address):
         self.address = address
+        self.user = None  # who the client proved to be (a TLS client certificate's name)
         self.id = next(_connection_ids)
         self.sessions = {}  # service name -> (instance, Session)
 

@@ -10,8 +10,9 @@ shutdown: stop accepting; let each connection finish the command it is running
 import asyncio
 import logging
 import signal
+import ssl
 
-from . import limits, unix_socket
+from . import limits, tls, unix_socket
 from .audit import Audit
 from .config import ConfigError
 from .connection import Connection, format_address
@@ -60,18 +61,25 @@ class Server:
         config = self.config
         if not config.tcp and not config.unix_socket:
             raise ConfigError("nothing to listen on: --no-tcp needs --unix-socket PATH")
-        if config.tcp and limits.exposed(config.host) and not config.insecure:
+        if bool(config.tls_cert) != bool(config.tls_key) or \
+                (config.tls_client_ca and not config.tls_cert):
+            raise ConfigError("TLS needs --tls-cert and --tls-key together "
+                              "(and both for --tls-client-ca)")
+        authenticated = bool(config.tls_client_ca)  # mutual TLS: only holders of a cert
+        if config.tcp and limits.exposed(config.host) and not (config.insecure or authenticated):
             raise ConfigError(
                 f"refusing to listen on {config.host or 'every address'}: anyone who can "
-                "reach it could run every command, kill included, and there is no "
-                "authentication yet. Listen on 127.0.0.1 or a Unix socket (--unix-socket), "
-                "or pass --insecure if only trusted hosts can reach this network")
+                "reach it could run every command, kill included. Listen on 127.0.0.1 or a "
+                "Unix socket (--unix-socket), require client certificates (--tls-cert, "
+                "--tls-key, --tls-client-ca), or pass --insecure if only trusted hosts can "
+                "reach this network")
         loop = asyncio.get_running_loop()
         try:
             if config.tcp:
                 self._listeners.append(await loop.create_server(
                     lambda: Connection(self), config.host, config.port,
-                    reuse_address=True, start_serving=False))
+                    reuse_address=True, start_serving=False, ssl=_tls_context(config),
+                    ssl_handshake_timeout=10.0 if config.tls_cert else None))
             if config.unix_socket:
                 self._listeners.append(await unix_socket.listen(
                     lambda: Connection(self), config.unix_socket,
@@ -155,6 +163,15 @@ class Server:
 
     async def __aexit__(self, *exc_info):
         await self.shutdown()
+
+
+def _tls_context(config):
+    if not config.tls_cert:
+        return None
+    try:
+        return tls.server_context(config.tls_cert, config.tls_key, config.tls_client_ca)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot use the TLS certificate or key: {exc}") from None
 
 
 def _open_audit(config, catalog_of):

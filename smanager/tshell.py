@@ -18,9 +18,10 @@ import contextlib
 import json
 import math
 import os
+import ssl
 import sys
 
-from . import fleet
+from . import fleet, tls
 from .cli import OneLineParser, UsageError
 from .client import Client, ClientError
 from .client.blocking import DEFAULT_TIMEOUT
@@ -47,6 +48,10 @@ def build_parser():
     add("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
         help="for connecting, and for each part of a reply; with --hosts or --ping, "
              f"for each host in all (default {DEFAULT_TIMEOUT:g})")
+    add("--tls", action="store_true", help="the server speaks TLS (verified by the system CAs)")
+    add("--tls-ca", metavar="FILE", help="verify the server with this CA instead (implies --tls)")
+    add("--tls-cert", metavar="FILE", help="client certificate, for mutual TLS (implies --tls)")
+    add("--tls-key", metavar="FILE", help="its private key")
     add("--parallel", type=int, default=fleet.DEFAULT_PARALLEL, metavar="N",
         help=f"hosts asked at once (default {fleet.DEFAULT_PARALLEL})")
     return parser
@@ -75,7 +80,7 @@ def main(argv=None, *, stdin=None, stdout=None, stderr=None):
 def _run(args, addresses, output, stdin):
     if args.hosts or args.hosts_file or args.ping:
         return asyncio.run(_fleet(addresses, args, output))
-    client = Client(*addresses[0], timeout=args.timeout)
+    client = Client(*addresses[0], timeout=args.timeout, ssl=args.ssl)
     try:
         if args.command is not None:
             return output.run(client, args.command)
@@ -103,6 +108,12 @@ def _addresses(args):
         raise UsageError("--parallel and --timeout must be positive numbers")
     if args.command is not None:
         request_bytes(args.command)  # a command no client sends: a wrong argument
+    args.ssl = None
+    if args.tls or args.tls_ca or args.tls_cert:
+        try:
+            args.ssl = tls.client_context(args.tls_ca, args.tls_cert, args.tls_key)
+        except ssl.SSLError as exc:
+            raise UsageError(f"cannot use the TLS files: {exc}") from None
     if args.hosts_file:
         with open(args.hosts_file, encoding="utf-8") as file:
             names = fleet.read_hosts_file(file.read())
@@ -118,13 +129,13 @@ def _addresses(args):
 async def _fleet(addresses, args, output):
     if args.ping:
         results = await fleet.ping_everywhere(addresses, parallel=args.parallel,
-                                              timeout=args.timeout)
+                                              timeout=args.timeout, ssl=args.ssl)
         width = max(len(result.host) for result in results)
         output.write("".join(fleet.as_json(r) if args.json else fleet.ping_row(r, width)
                              for r in results))
     else:
         results = await fleet.run_everywhere(addresses, args.command, parallel=args.parallel,
-                                             timeout=args.timeout)
+                                             timeout=args.timeout, ssl=args.ssl)
         output.write("".join(fleet.as_json(r) if args.json else fleet.as_text(r)
                              for r in results))
     summary = fleet.failure_summary(results)

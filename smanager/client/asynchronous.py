@@ -20,8 +20,10 @@ from .common import ClientError, CommandFailed, ConnectionLost, TimedOut
 
 
 class AsyncClient:
-    def __init__(self, host=DEFAULT_HOST, port=DEFAULT_PORT, *, timeout=DEFAULT_TIMEOUT):
+    def __init__(self, host=DEFAULT_HOST, port=DEFAULT_PORT, *, timeout=DEFAULT_TIMEOUT,
+                 ssl=None):
         self.host, self.port, self.timeout = host, port, timeout
+        self.ssl = ssl  # an ssl.SSLContext (smanager.tls.client_context) for a TLS server
         self.where = common.format_address(host, port)
         self.banner_services = []
         self._reader = self._writer = None
@@ -39,15 +41,18 @@ class AsyncClient:
         try:
             async with asyncio.timeout(self.timeout):
                 self._reader, self._writer = await asyncio.open_connection(
-                    self.host, self.port, limit=common.MAX_LINE)
+                    self.host, self.port, limit=common.MAX_LINE, ssl=self.ssl)
         except TimeoutError:
             raise TimedOut(f"{self.where}: no connection within {self.timeout:g} s") from None
         except (OSError, UnicodeError) as exc:
             raise common.cannot_connect(self.where, exc) from None
         try:
             greeting = common.Greeting(self.where)
-            while not greeting.add(await self._line(self.timeout)):
-                pass
+            try:
+                while not greeting.add(await self._line(self.timeout)):
+                    pass
+            except TimedOut:
+                raise common.no_banner(self.where, self.timeout, self.ssl is not None) from None
             self.banner_services = greeting.services
             self._writer.write(common.request_bytes("mode json"))
             common.check_mode_switch(await self._line(self.timeout), self.where)

@@ -12,6 +12,7 @@ server restart, a time-out), so one Client can live as long as a shell.
 import contextlib
 import select
 import socket
+import ssl
 import time
 
 from ..config import DEFAULT_HOST, DEFAULT_PORT
@@ -26,8 +27,10 @@ class Client:
     """A connection to one smanager server.  Subclass it to give a
     deployment's commands names of their own (see the README)."""
 
-    def __init__(self, host=DEFAULT_HOST, port=DEFAULT_PORT, *, timeout=DEFAULT_TIMEOUT):
+    def __init__(self, host=DEFAULT_HOST, port=DEFAULT_PORT, *, timeout=DEFAULT_TIMEOUT,
+                 ssl=None):
         self.host, self.port, self.timeout = host, port, timeout
+        self.ssl = ssl  # an ssl.SSLContext (smanager.tls.client_context) for a TLS server
         self.where = common.format_address(host, port)
         self.banner_services = []
         self._sock = None
@@ -47,14 +50,19 @@ class Client:
         self._index.clear()  # a new connection may be a new version of the server
         try:
             self._sock = socket.create_connection((self.host, self.port), self.timeout)
+            if self.ssl is not None:
+                self._sock = self.ssl.wrap_socket(self._sock, server_hostname=self.host)
         except TimeoutError:
             raise TimedOut(f"{self.where}: no connection within {self.timeout:g} s") from None
         except (OSError, UnicodeError) as exc:
             raise common.cannot_connect(self.where, exc) from None
         try:
             greeting = common.Greeting(self.where)
-            while not greeting.add(self._line(self.timeout)):
-                pass
+            try:
+                while not greeting.add(self._line(self.timeout)):
+                    pass
+            except TimedOut:
+                raise common.no_banner(self.where, self.timeout, self.ssl is not None) from None
             self.banner_services = greeting.services
             self._sock.sendall(common.request_bytes("mode json"))
             common.check_mode_switch(self._line(self.timeout), self.where)
@@ -193,7 +201,20 @@ class Client:
         try:
             poller = select.poll()  # not select(): it fails for descriptors over 1023
             poller.register(self._sock, select.POLLIN)
-            return bool(poller.poll(0)) or bool(self._buffer)
+            if not poller.poll(0):
+                return bool(self._buffer)
+            if self.ssl is None:
+                return True
+            # TLS sends records that are not data (TLS 1.3 session tickets): only
+            # reading tells whether the server has closed.
+            self._sock.setblocking(False)
+            try:
+                self._sock.recv(1)  # the end, or bytes nobody asked for: stale either way
+                return True
+            except (ssl.SSLWantReadError, BlockingIOError):
+                return bool(self._buffer)
+            finally:
+                self._sock.settimeout(self.timeout)
         except (OSError, ValueError):
             return True
 

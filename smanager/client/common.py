@@ -122,6 +122,11 @@ def cannot_connect(where, exc):
     return CannotConnect(f"cannot connect to {where}: {describe_os_error(exc)}")
 
 
+def no_banner(where, timeout, secure):
+    hint = "" if secure else " (a TLS server waits for the client to speak first: use TLS)"
+    return TimedOut(f"{where} sent no greeting within {timeout:g} s{hint}")
+
+
 def too_long(where):
     return f"{where} sent a reply line over {MAX_LINE // 2**20} MiB, more than a client takes"
 

@@ -1,0 +1,41 @@
+"""TLS (stdlib ssl, TLS 1.2 or newer) for the TCP listener and for clients.
+
+- ``--tls-cert`` and ``--tls-key`` make the TCP listener speak TLS only.
+- ``--tls-client-ca`` also requires every client to present a certificate
+  signed by that CA (mutual TLS); a client without one, with one from another
+  CA, or with an expired one is refused during the handshake.  The
+  certificate's subject common name is the connection's user (the audit
+  trail writes it).
+"""
+
+import ssl
+
+
+def server_context(cert, key, client_ca=None):
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert, key)
+    if client_ca:
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(client_ca)
+    return context
+
+
+def client_context(ca=None, cert=None, key=None):
+    """Verifies the server against ``ca`` (or the system's CAs); presents
+    ``cert`` (and ``key``) if the server asks for a client certificate."""
+    context = ssl.create_default_context(cafile=ca)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if cert:
+        context.load_cert_chain(cert, key)
+    return context
+
+
+def peer_user(transport):
+    """The common name of the client's verified certificate, or None."""
+    certificate = transport.get_extra_info("peercert")
+    for rdn in (certificate or {}).get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                return value
+    return None

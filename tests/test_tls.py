@@ -1,0 +1,121 @@
+"""TLS on the TCP listener, and mutual TLS: real certificates made with openssl."""
+
+import asyncio
+import re
+import subprocess
+
+import pytest
+
+from conftest import TIMEOUT, need, running_server
+from smanager import tls
+from smanager.client import AsyncClient, CannotConnect, Client, TimedOut
+from test_tshell import tshell
+
+
+def openssl(*args, cwd):
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True,
+                   timeout=TIMEOUT * 3)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    """A CA; a server certificate for 127.0.0.1; client certificates: alice's,
+    an expired one, and one from a CA nobody trusts."""
+    need("openssl")
+    d = tmp_path_factory.mktemp("pki")
+    key = ["-newkey", "rsa:2048", "-nodes"]
+    for ca in ("ca", "other-ca"):
+        openssl("req", "-x509", *key, "-keyout", f"{ca}.key", "-out", f"{ca}.pem",
+                "-subj", f"/CN={ca}", "-days", "2", cwd=d)
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    for name, ca, days, extra in [("server", "ca", "2", ["-extfile", "san.ext"]),
+                                  ("alice", "ca", "2", []), ("expired", "ca", "-1", []),
+                                  ("stranger", "other-ca", "2", [])]:
+        cn = "localhost" if name == "server" else name
+        openssl("req", *key, "-keyout", f"{name}.key", "-out", f"{name}.csr",
+                "-subj", f"/CN={cn}", cwd=d)
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
+                "-CAcreateserial", "-out", f"{name}.pem", "-days", days, *extra, cwd=d)
+    return d
+
+
+def tls_settings(pki, mutual=False):
+    settings = {"tls_cert": str(pki / "server.pem"), "tls_key": str(pki / "server.key")}
+    if mutual:
+        settings["tls_client_ca"] = str(pki / "ca.pem")
+    return settings
+
+
+def client_ssl(pki, who=None):
+    return tls.client_context(str(pki / "ca.pem"), who and str(pki / f"{who}.pem"),
+                              who and str(pki / f"{who}.key"))
+
+
+def ask(port, pki, who=None, line="testsvc add 1 2"):
+    with Client("127.0.0.1", port, ssl=client_ssl(pki, who), timeout=TIMEOUT) as client:
+        return client.call(line).value
+
+
+def test_the_clients_talk_tls(server_thread, pki):
+    port = server_thread.start(**tls_settings(pki))
+    assert ask(port, pki) == 3
+    async def async_ask():
+        async with AsyncClient("127.0.0.1", port, ssl=client_ssl(pki)) as client:
+            return (await client.call("systemstatus echo secure")).value
+    assert asyncio.run(async_ask()) == "secure"
+    assert tshell(f"127.0.0.1:{port}", "--tls-ca", str(pki / "ca.pem"), "-c",
+                  "systemstatus echo hi") == (0, "hi\n", "")
+    status, out, _ = tshell("--hosts", f"127.0.0.1:{port}", "--tls-ca", str(pki / "ca.pem"),
+                            "-c", "testsvc add 2")
+    assert (status, out) == (0, f"127.0.0.1:{port}: 3\n")
+
+
+def test_a_client_reconnects_over_tls_only_when_the_server_closed(server_thread, pki):
+    port = server_thread.start(**tls_settings(pki))
+    with Client("127.0.0.1", port, ssl=client_ssl(pki), timeout=TIMEOUT) as client:
+        first = client.call("testsvc whoami").value
+        assert client.call("testsvc whoami").value == first.replace("asked 1", "asked 2")
+
+
+def test_openssl_s_client_gets_answers(server_thread, pki):
+    port = server_thread.start(**tls_settings(pki))
+    done = subprocess.run(
+        ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-CAfile",
+         str(pki / "ca.pem"), "-verify_return_error", "-quiet"],
+        input=b"systemstatus echo over tls\nquit\n", capture_output=True, timeout=TIMEOUT * 3)
+    assert b"Service Manager" in done.stdout
+    assert b"\nover tls\n" + b"-" * 50 + b"\nbye\n" in done.stdout
+
+
+def test_a_plain_client_at_a_tls_port_gets_a_clear_error(server_thread, pki):
+    port = server_thread.start(**tls_settings(pki))
+    with pytest.raises(TimedOut, match="sent no greeting within 0.3 s .a TLS server waits"):
+        Client("127.0.0.1", port, timeout=0.3).connect()
+
+
+def test_mutual_tls_names_the_user_in_the_audit_trail(server_thread, pki, tmp_path):
+    trail = tmp_path / "audit.log"
+    port = server_thread.start(**tls_settings(pki, mutual=True), audit_log=str(trail))
+    assert ask(port, pki, "alice") == 3
+    server_thread.stop(port)
+    assert re.search(r" user=alice ok [\d.]+ms \"testsvc add 1 2\"$", trail.read_text())
+
+
+@pytest.mark.parametrize("who", [None, "expired", "stranger"])
+def test_mutual_tls_refuses_a_missing_expired_or_foreign_certificate(server_thread, pki, who):
+    port = server_thread.start(**tls_settings(pki, mutual=True))
+    with pytest.raises(CannotConnect):
+        ask(port, pki, who)
+    assert ask(port, pki, "alice") == 3  # and goes on serving those it should
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"tls_cert": "x.pem"}, "TLS needs --tls-cert and --tls-key together"),
+    ({"tls_cert": "/nonexistent.pem", "tls_key": "/nonexistent.key"},
+     "cannot use the TLS certificate or key"),
+])
+async def test_tls_settings_that_cannot_work_are_config_errors(settings, message):
+    from smanager.config import ConfigError
+    with pytest.raises(ConfigError, match=message):
+        async with running_server(**settings):
+            pass
