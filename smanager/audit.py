@@ -17,14 +17,14 @@ import sys
 import time
 
 from . import errors
-from .protocol import ParseError, parse_line
+from .protocol import ParseError, Request, parse_line
 
 FILTERED = "FILTERED"
 
 
 def _word(user):
     """A user name as one word of the line (it comes from a certificate)."""
-    return json.dumps(user, ensure_ascii=False) if user and not user.isidentifier() \
+    return json.dumps(user) if user and not user.isidentifier() \
         else user or "-"
 
 
@@ -54,14 +54,15 @@ class Audit:
         outcome = "ok" if error is None else f"error={json.dumps(errors.one_line(error))}"
         self.logger.info("%s.%03dZ %s user=%s %s %.1fms %s", when, millis, peer.address,
                          _word(peer.user), outcome, took,
-                         json.dumps(self.shown(raw), ensure_ascii=False))
+                         json.dumps(self.shown(raw)))  # ASCII: no raw line breaks
 
     def shown(self, raw):
         """The request as it may be written down: secrets replaced."""
         try:
             request = parse_line(raw)
-        except ParseError:
-            return raw.decode("utf-8", "replace")[:errors.LINE_LIMIT]
+        except ParseError:  # still find the command, to keep its secrets out
+            line = raw.decode("utf-8", "replace").strip()
+            request = Request(tuple(line.split()), line)
         if request is None:
             return ""
         target = self._catalog_of().resolve(request.words)

@@ -135,7 +135,7 @@ class Command:
             elif param.name in named:
                 raise ArgumentError(f"{param.metavar} given twice")
             else:
-                named[param.name] = param.convert(value)
+                named[param.name] = self._convert(param, value)
         if len(loose) > len(self.positional) and self.rest is None:
             raise ArgumentError(f"too many arguments ({len(loose)} given)")
         args = []
@@ -143,17 +143,25 @@ class Command:
             if index < len(loose):
                 if param.name in named:
                     raise ArgumentError(f"{param.metavar} given twice")
-                args.append(param.convert(loose[index]))
+                args.append(self._convert(param, loose[index]))
             elif param.required and param.name not in named:
                 raise ArgumentError(f"missing {param.metavar}")
         for param in self.keyword_only:
             if param.required and param.name not in named:
                 raise ArgumentError(f"missing {param.metavar}")
         if self.rest is not None:
-            args += [self.rest.convert(word) for word in loose[len(self.positional):]]
+            args += [self._convert(self.rest, word) for word in loose[len(self.positional):]]
         if self.wants_session:
             named[SESSION_PARAMETER] = session
         return args, named
+
+    def _convert(self, param, text):
+        try:
+            return param.convert(text)
+        except ArgumentError:
+            if param.name not in self.secret:
+                raise
+            raise ArgumentError(f"{param.metavar} must be {_TYPE_WORDS[param.kind]}") from None
 
     def filtered(self, words, mask):
         """Request words with every secret parameter's value replaced by ``mask``.

@@ -59,11 +59,11 @@ class Connection(asyncio.BufferedProtocol):
         manager = self.server.manager
         self.transport = transport
         peername = transport.get_extra_info("peername")
-        self.peer = Peer(format_address(peername) if peername else "unix socket")
+        self.peer = Peer(format_address(peername) if peername else "unix")
         self.peer.user = tls.peer_user(transport)
         self.lines = Pipeline(manager, self.peer, transport, self.framer.max_line,
                               self.server.audit)
-        address = peername[0] if isinstance(peername, tuple) else "unix socket"
+        address = peername[0] if isinstance(peername, tuple) else "unix"
         refusal = self.server.admission.admit(address)
         if refusal is not None:
             self.lines.closing = True

@@ -17,6 +17,7 @@ class Flow:
         self.final = False  # no more reading will ever be wanted: never resume
         self._not_reading = set()
         self._drain_waiter = None
+        self.resumes = 0  # how often the client caught up: progress, for the send time-out
 
     def stop_reading(self, why):
         if not self._not_reading:
@@ -37,7 +38,13 @@ class Flow:
         self.write_paused = True
         self.stop_reading("output")
 
+    @property
+    def reading(self):
+        """We are taking the client's bytes (it is not us holding its line up)."""
+        return not self._not_reading and not self.final
+
     def resume_writing(self):
+        self.resumes += 1
         self.write_paused = False
         self.start_reading("output")
         if self._drain_waiter is not None and not self._drain_waiter.done():

@@ -64,12 +64,14 @@ class Admission:
 class Watch:
     """What the sweep last saw of one connection, to tell progress from none."""
 
-    __slots__ = ("reads", "idle_since", "lines", "line_since", "unsent", "stalled_since")
+    __slots__ = ("idle_since", "line_since", "lines", "reads", "refused", "resumes",
+                 "stalled_since")
 
     def __init__(self, now):
         self.reads, self.idle_since = -1, now
         self.lines, self.line_since = -1, None
-        self.unsent, self.stalled_since = -1, None
+        self.resumes, self.stalled_since = -1, None
+        self.refused = False  # told to go: it only gets send_timeout to take its last words
 
 
 async def sweep(server, config):
@@ -80,34 +82,42 @@ async def sweep(server, config):
         await asyncio.sleep(interval)
         now = loop.time()
         for connection in list(server.connections):
-            problem = check(connection, now, config)
-            if problem is not None:
-                message, reachable = problem
-                log.warning("%s: %s", connection.peer.address, message)
-                connection.refuse(message, reachable)
+            try:
+                problem = check(connection, now, config)
+                if problem is not None:
+                    message, reachable = problem
+                    log.warning("%s: %s", connection.peer.address, message)
+                    connection.watch.refused = True
+                    connection.refuse(message, reachable)
+            except Exception:  # noqa: BLE001 - one odd connection must not end every limit
+                log.exception("%s: checking its limits failed", connection.peer.address)
 
 
 def check(connection, now, config):
     """The rule this connection breaks now, as (its error, whether the client
     can still be told), or None."""
-    watch = connection.watch
+    watch, flow = connection.watch, connection.lines.flow
+    # Rule 4 first: it is the only one left for a connection already refused.
+    if not flow.write_paused or flow.resumes != watch.resumes:
+        watch.resumes, watch.stalled_since = flow.resumes, None  # the client reads
+        if watch.refused:
+            return None
+    elif watch.stalled_since is None:
+        watch.stalled_since = now
+    elif now - watch.stalled_since >= config.send_timeout:
+        return f"output unread for {config.send_timeout:g} s; dropping the client", False
+    if watch.refused:
+        return None
     if connection.reads != watch.reads or connection.lines.busy or connection.lines.queue:
         watch.reads, watch.idle_since = connection.reads, now
     elif now - watch.idle_since >= config.idle_timeout:
         return f"idle for {config.idle_timeout:g} s; closing the connection", True
-    if not connection.framer.has_partial:
-        watch.line_since = None
+    if not connection.framer.has_partial or not flow.reading:
+        watch.line_since = None  # no line begun, or we are not reading it: not its fault
     elif watch.line_since is None or connection.lines_seen != watch.lines:
         watch.lines, watch.line_since = connection.lines_seen, now
     elif now - watch.line_since >= config.line_timeout:
         return f"line not finished within {config.line_timeout:g} s; closing the connection", True
-    unsent = connection.transport.get_write_buffer_size()
-    if not connection.lines.flow.write_paused or unsent < watch.unsent:
-        watch.unsent, watch.stalled_since = unsent, None
-    elif watch.stalled_since is None:
-        watch.unsent, watch.stalled_since = unsent, now
-    elif now - watch.stalled_since >= config.send_timeout:
-        return f"output unread for {config.send_timeout:g} s; dropping the client", False
     return None
 
 

@@ -264,6 +264,7 @@ class Pipeline:
                 self._after(reply)
         except asyncio.CancelledError:
             if self._cancel_reason is None and self.transport.is_closing():
+                self._audit("the client went away while it ran")
                 raise  # the connection is gone
             asyncio.current_task().uncancel()
             self._write(self.format.error(self._cancel_reason or errors.CANCELLED))

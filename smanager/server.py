@@ -106,8 +106,7 @@ class Server:
     def _close_listeners(self):
         for listener in self._listeners:
             listener.close()
-        if self.config.unix_socket:
-            unix_socket.remove(self.config.unix_socket)
+            unix_socket.remove(listener)
 
     async def serve_until_shutdown(self):
         await self.manager.shutdown_requested.wait()
@@ -136,7 +135,8 @@ class Server:
         """Close every connection; abort those whose client will not read the rest."""
         self._all_closed = asyncio.Event()
         for connection in list(self.connections):
-            connection.transport.close()
+            if not connection.transport.is_closing():  # closing a TLS transport twice breaks it
+                connection.transport.close()
         if self.connections:
             try:
                 await asyncio.wait_for(self._all_closed.wait(), timeout)

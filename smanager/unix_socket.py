@@ -5,7 +5,8 @@
   to others.
 - A socket file left by a server that died is replaced; a live server's
   socket, or a file that is not a socket, is left alone and start-up fails.
-- The file is removed when the server stops.
+- The file is removed when the server stops: that file only, never one a
+  later server put at the same path.
 """
 
 import asyncio
@@ -25,16 +26,22 @@ async def listen(protocol_factory, path, mode):
         os.umask(old_umask)
     try:
         os.chmod(path, mode)
+        info = os.stat(path)
     except OSError:
         server.close()
-        remove(path)
         raise
+    server.socket_file = (path, info.st_dev, info.st_ino)  # what remove() may delete
     return server
 
 
-def remove(path):
+def remove(server):
+    """Delete the socket file this server made, and no other (a later server's)."""
+    path, device, inode = getattr(server, "socket_file", (None, None, None))
+    if path is None:
+        return
     with contextlib.suppress(OSError):
-        if stat.S_ISSOCK(os.stat(path).st_mode):
+        info = os.stat(path)
+        if (info.st_dev, info.st_ino) == (device, inode):
             os.unlink(path)
 
 
