@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 import os
+import sys
 
 from conftest import TIMEOUT
 
@@ -55,3 +56,24 @@ class Terminal:
         if not self.closed:
             self.loop.remove_reader(self.fd)
         os.close(self.fd)
+
+
+@contextlib.asynccontextmanager
+async def on_terminal(*argv, **options):
+    """ARGV run on a pseudo-terminal that is its controlling terminal (so Ctrl-C
+    there is SIGINT); yields (process, Terminal) and kills it if still running."""
+    master, slave = os.openpty()
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", LOGIN_TTY, *argv,
+            stdin=slave, stdout=slave, stderr=slave, **options)
+    finally:
+        os.close(slave)
+    terminal = Terminal(master)
+    try:
+        yield process, terminal
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        terminal.close()

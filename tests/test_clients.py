@@ -17,15 +17,12 @@ Proves, with the installed binaries rather than a model of them:
 """
 
 import asyncio
-import contextlib
-import os
 import re
 import socket
-import sys
 import time
 
 from conftest import SEP_LINE, TIMEOUT, LineClient, need, running_server
-from terminal import LOGIN_TTY, Terminal
+from terminal import on_terminal
 
 BANNER = (b"*" * 50 + b"\nService Manager\n" + b"*" * 50 + b"\nAvailable Services:\n"
           b"-scrapman\n-systemstatus\n-testsvc\n" + SEP_LINE)
@@ -134,25 +131,9 @@ async def test_socket_shutdown_write_still_gets_its_replies():
 
 # -- 3. netkit telnet in a pseudo-terminal ------------------------------------------
 
-@contextlib.asynccontextmanager
-async def telnet(port):
-    """Real telnet on a pseudo-terminal that is its controlling terminal;
-    yields (process, Terminal) and kills telnet if it is still running."""
-    master, slave = os.openpty()
-    try:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", LOGIN_TTY, "telnet", "127.0.0.1", str(port),
-            stdin=slave, stdout=slave, stderr=slave)
-    finally:
-        os.close(slave)
-    terminal = Terminal(master)
-    try:
-        yield process, terminal
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-        terminal.close()
+def telnet(port):
+    """Real telnet on a pseudo-terminal: yields (process, Terminal)."""
+    return on_terminal("telnet", "127.0.0.1", str(port))
 
 
 async def test_telnet_session_ctrl_c_interrupts_a_stream_and_quit_closes():

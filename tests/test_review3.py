@@ -26,7 +26,7 @@ import pytest
 from conftest import ROOT, SEP_LINE, TIMEOUT, LineClient, running_server
 from test_client_library import BANNER, closed_port, talker
 from test_json_mode import json_lines
-from test_tshell import start_tshell, tshell
+from test_tshell import tshell, tshell_on_terminal
 
 from smanager import fleet
 from smanager.client import AsyncClient, Client, ClientError, TimedOut
@@ -416,17 +416,11 @@ async def test_ctrl_c_while_the_interactive_shell_connects_is_not_a_traceback(tm
     """tshell.py main: `client.connect()` before the shell starts catches only
     ClientError; Ctrl-C while a slow server has not sent its banner is a traceback."""
     with silent_listener() as (port, accepted):
-        process, terminal = await start_tshell(port, tmp_path / "history")
-        try:
+        async with tshell_on_terminal(port, tmp_path / "history") as (process, terminal):
             assert await asyncio.to_thread(accepted.wait, TIMEOUT)
             process.send_signal(signal.SIGINT)
             await asyncio.wait_for(process.wait(), TIMEOUT)
             output = await read_until_closed(terminal)
-        finally:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
-            terminal.close()
     assert b"Traceback" not in output, output.decode(errors="replace")
 
 

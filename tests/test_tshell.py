@@ -11,7 +11,7 @@ import pytest
 from conftest import ROOT, TIMEOUT, running_server
 from smanager.client import Client
 from smanager.shell import Completer, Shell, route
-from terminal import LOGIN_TTY, Terminal
+from terminal import on_terminal
 from test_client_library import closed_port
 
 
@@ -170,25 +170,19 @@ def test_the_shell_uses_a_service_against_a_real_server(address):
 
 # -- the interactive shell on a pseudo-terminal ------------------------------------------
 
-async def start_tshell(port, history):
-    master, slave = os.openpty()
-    try:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", LOGIN_TTY, sys.executable, "tshell.py", f"127.0.0.1:{port}",
-            stdin=slave, stdout=slave, stderr=slave, cwd=ROOT,
-            env={**os.environ, "TSHELL_HISTORY": str(history), "TERM": "dumb",
-                 "NO_COLOR": "1", "INPUTRC": os.devnull})
-    finally:
-        os.close(slave)
-    return process, Terminal(master)
+def tshell_on_terminal(port, history):
+    """tshell.py on a pseudo-terminal: yields (process, Terminal)."""
+    return on_terminal(
+        sys.executable, "tshell.py", f"127.0.0.1:{port}", cwd=ROOT,
+        env={**os.environ, "TSHELL_HISTORY": str(history), "TERM": "dumb",
+             "NO_COLOR": "1", "INPUTRC": os.devnull})
 
 
 async def test_the_interactive_shell_on_a_terminal(tmp_path):
     history = tmp_path / "history"
     async with running_server() as server:
         port = server.address[1]
-        process, terminal = await start_tshell(port, history)
-        try:
+        async with tshell_on_terminal(port, history) as (process, terminal):
             prompt = f"127.0.0.1:{port}> ".encode()
             await terminal.expect(b"Services: scrapman systemstatus testsvc.\n")
             await terminal.expect(prompt)
@@ -215,11 +209,6 @@ async def test_the_interactive_shell_on_a_terminal(tmp_path):
 
             terminal.type(b"\x04")  # Ctrl-D leaves
             assert await asyncio.wait_for(process.wait(), TIMEOUT) == 0
-        finally:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
-            terminal.close()
     assert history.read_text().splitlines() == [  # kept for the next session
         "systemstatus echo hi there", "use systemstatus", "echo in use", "use",
         "testsvc forever", "nosuch"]
@@ -228,8 +217,7 @@ async def test_the_interactive_shell_on_a_terminal(tmp_path):
 async def test_the_shell_reconnects_after_a_server_restart(tmp_path):
     async with running_server() as server:
         port = server.address[1]
-        process, terminal = await start_tshell(port, tmp_path / "history")
-        try:
+        async with tshell_on_terminal(port, tmp_path / "history") as (process, terminal):
             prompt = f"127.0.0.1:{port}> ".encode()
             await terminal.expect(prompt)
             terminal.type(b"testsvc add 1 1\r")
@@ -240,8 +228,3 @@ async def test_the_shell_reconnects_after_a_server_restart(tmp_path):
                 assert (await terminal.expect(prompt)) == b"testsvc add 2 2\n4\n" + prompt
                 terminal.type(b"quit\r")
                 assert await asyncio.wait_for(process.wait(), TIMEOUT) == 0
-        finally:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
-            terminal.close()
