@@ -23,6 +23,7 @@ import tempfile
 import time
 
 from smanager.client import Client, ClientError, parse_address
+from smanager.client.common import terse_fields
 
 address = "127.0.0.1"
 port = 10000
@@ -40,11 +41,7 @@ def smanager_cmd(address, port, cmd):
 
 def _terse_help(address=None, port=None):
     text = smanager_cmd(address or globals()["address"], port or globals()["port"], "help -s")
-    fields = {}
-    for line in text.splitlines():
-        key, _, names = line.partition(":")
-        fields[key] = names.split()
-    return fields
+    return terse_fields(text)
 
 
 def what_services(address=None, port=None):

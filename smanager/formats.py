@@ -46,25 +46,24 @@ class Json:
     def reply(reply):
         if reply.error is not None:
             return Json.error(reply.error)
-        return _line("ok", True, "result", reply.value)
+        return _line({"ok": True}, "result", reply.value)
 
     @staticmethod
     def error(message):
-        return _line("ok", False, "error", errors.one_line(message))
+        return _line({"ok": False}, "error", errors.one_line(message))
 
     @staticmethod
     def chunk(value):
-        return _line("chunk", value)
+        return _line({}, "chunk", value)
 
     @staticmethod
     def end(error=None):
         return Json.error(error) if error else _STREAM_END
 
 
-def _line(*pairs):
-    """A JSON object from key, value pairs; its last value is the command's."""
-    *fixed, key, value = pairs
-    obj = dict(zip(fixed[::2], fixed[1::2]))
+def _line(fixed, key, value):
+    """One JSON line: the ``fixed`` fields, then ``key`` with the command's value."""
+    obj = dict(fixed)
     if isinstance(value, (str, bytes)):
         value = _as_text(value)
     obj[key] = value
@@ -79,5 +78,5 @@ def _as_text(value):
     return protocol.to_text(value).removesuffix("\n")
 
 
-_STREAM_END = _line("ok", True, "result", None)
+_STREAM_END = _line({"ok": True}, "result", None)
 FORMATS = {format.name: format for format in (Text, Json)}

@@ -180,13 +180,12 @@ class Exchange:
     the connection, whose state is then unknown."""
 
     def __init__(self, client, line, timeout, raise_error=False):
-        common.request_bytes(line)  # a line no client should send fails here, at once
+        self.data = common.request_bytes(line)  # a line no client sends fails here, at once
         self.client, self.line, self.raise_error = client, line, raise_error
         self.timeout = client.timeout if timeout is None else timeout
         self.reading = False  # inside __anext__: someone is waiting for the next message
         self.final = None
-        self._sent = False
-        self._state = "new"  # -> "holding" -> "done"
+        self._state = "new"  # -> "holding" (its turn, its line sent) -> "done"
 
     def __aiter__(self):
         return self
@@ -201,7 +200,8 @@ class Exchange:
             if self._state == "new":
                 await self.client._take_turn(self)
                 self._state = "holding"
-            message = await self._step()
+                await self._send()
+            message = await self._receive()
         except BaseException:
             self.abandon()
             raise
@@ -215,19 +215,19 @@ class Exchange:
             raise CommandFailed(common.finish(self.line, message, []))
         raise StopAsyncIteration
 
-    async def _step(self):
+    async def _send(self):
         client = self.client
+        if client._writer is None or client._reader.at_eof():
+            await client.connect()
+        client._writer.write(self.data)  # buffered by asyncio: a broken pipe shows on reading
+
+    async def _receive(self):
         try:
-            if not self._sent:
-                if client._writer is None or client._reader.at_eof():
-                    await client.connect()
-                client._writer.write(common.request_bytes(self.line))
-                self._sent = True
-            return await client._message(self.timeout)
+            return await self.client._message(self.timeout)
         except ClientError:
             raise
         except OSError as exc:
-            raise common.lost(client.where, exc) from None
+            raise common.lost(self.client.where, exc) from None
 
     def abandon(self):
         """Stop it where it is (nothing, if it is complete)."""

@@ -128,19 +128,19 @@ class Client:
     def _start(self, line, timeout):
         """The exchange for a new request; one still open (a stream left
         unfinished) is stopped first, so the replies cannot mix."""
-        common.request_bytes(line)  # a line no client should send fails here, at once
+        data = common.request_bytes(line)  # a line no client sends fails here, at once
         if self._open is not None:
             self._open.close()
-        self._open = self._exchange(line, self.timeout if timeout is None else timeout)
+        self._open = self._exchange(data, self.timeout if timeout is None else timeout)
         return self._open
 
-    def _exchange(self, line, timeout):
-        """Send a line, yield its chunks, return its final message.  Whatever
+    def _exchange(self, data, timeout):
+        """Send a request, yield its chunks, return its final message.  Whatever
         cuts it short (Ctrl-C, the caller leaving) stops the command too."""
         self._ensure_connected()
         sock, finished = self._sock, False
         try:
-            sock.sendall(common.request_bytes(line))
+            sock.sendall(data)
             while "ok" not in (message := self._message(timeout)):
                 yield message["chunk"]
             finished = True
