@@ -6,7 +6,8 @@ smanager.commands for the rules that turn its methods into commands.
 
 from .commands import filtered
 from .errors import CommandError
+from .levels import level
 from .service import Session, SService
 
 __version__ = "0.1.0"
-__all__ = ["CommandError", "SService", "Session", "__version__", "filtered"]
+__all__ = ["CommandError", "SService", "Session", "__version__", "filtered", "level"]

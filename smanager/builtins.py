@@ -1,14 +1,25 @@
 """The commands every smanager has, described by the same rules as a service's.
 
-``quit``, ``exit`` and ``mode`` work everywhere but are not listed, so ``help``
-keeps the seed's layout (``COMMANDS: help kill restart``); ``help mode`` works.
+``quit``, ``exit``, ``mode``, ``challenge`` and ``auth`` work everywhere but
+are not listed, so ``help`` keeps the seed's layout (``COMMANDS: help kill
+restart``); ``help mode`` works.  ``login`` is listed once users exist.
+
+A built-in's ``session`` parameter receives the connection's Peer.
 """
 
 from . import errors, help as help_text
+from .commands import filtered
 from .formats import FORMATS
+from .levels import Level, level
 from .runner import Reply
 
-UNLISTED = frozenset({"quit", "exit", "mode"})
+UNLISTED = frozenset({"quit", "exit", "mode", "login", "challenge", "auth"})
+
+
+def anyone(function):
+    """Logging in, leaving, and choosing the reply format need no level."""
+    function.required_level = Level.NONE
+    return function
 
 
 class Builtins:
@@ -17,7 +28,8 @@ class Builtins:
     def __init__(self, manager):
         self.manager = manager
 
-    async def cmd_help(self, *topic):
+    @level("read")
+    async def cmd_help(self, *topic, session):
         """display help message
 
         help                  services, toplevel and built-in commands
@@ -26,8 +38,10 @@ class Builtins:
         help -s SERVICE       the same, as two lines for scripts
         help SERVICE COMMAND  a command's usage and description
         """
-        return help_text.for_topic(self.manager.catalog, topic)
+        manager = self.manager
+        return help_text.for_topic(manager.access.view(manager.catalog, session), topic)
 
+    @level("admin")
     async def cmd_kill(self):
         """kill server
 
@@ -37,6 +51,7 @@ class Builtins:
         self.manager.request_shutdown()
         return Reply("shutting down", close=True)
 
+    @level("admin")
     async def cmd_restart(self, service=None):
         """restart services
 
@@ -46,6 +61,7 @@ class Builtins:
         """
         return await self.manager.restart(service)
 
+    @anyone  # it changes only how this connection's replies look
     async def cmd_mode(self, mode):
         """switch this connection's replies between text and JSON
 
@@ -61,6 +77,36 @@ class Builtins:
             raise errors.CommandError(f"no mode {errors.shown(mode)}; use 'mode json' or 'mode text'")
         return Reply(chosen, mode=chosen)
 
+    @anyone
+    @filtered("password")
+    async def cmd_login(self, user, password, session):
+        """log in as a user
+
+        Over a connection anyone can watch, prefer TLS, or 'challenge' and
+        'auth', which keep the password off the wire (tshell and the client
+        library use them).  Before logging in a connection may send only a
+        few short lines, and is closed on its first error.
+        """
+        return await self.manager.logins.login(session, user, password)
+
+    @anyone
+    async def cmd_challenge(self, user, session):
+        """begin a login that keeps the password off the wire
+
+        Replies 'pbkdf2-sha256 ITERATIONS SALT NONCE'; answer with 'auth PROOF'
+        where, as in SCRAM (RFC 5802), with SHA-256 and base64:
+            ClientKey = HMAC(PBKDF2(password, SALT, ITERATIONS), "Client Key")
+            PROOF     = ClientKey XOR HMAC(SHA-256(ClientKey), "USER:NONCE")
+        """
+        return self.manager.logins.challenge(session, user)
+
+    @anyone
+    @filtered("proof")
+    async def cmd_auth(self, proof, session):
+        """answer the last challenge and log in (see 'help challenge')"""
+        return self.manager.logins.auth(session, proof)
+
+    @anyone
     async def cmd_quit(self):
         """close this connection"""
         return Reply("bye", close=True)

@@ -46,6 +46,11 @@ class Loaded:
                    None if instance.concurrent else asyncio.Lock(),
                    overrides(instance, "client_disconnected"))
 
+    def limited_to(self, commands):
+        """The same service showing only some of its commands (for help)."""
+        return Loaded(self.name, self.instance, commands, self.path, self.lock,
+                      self.tracks_clients)
+
     @property
     def title(self):
         return type(self.instance).__name__
@@ -79,13 +84,14 @@ class Target(NamedTuple):
 class Catalog:
     """An immutable view of the running services, their commands, and help."""
 
-    def __init__(self, services, builtins, failures=None, unlisted=()):
+    def __init__(self, services, builtins, failures=None, unlisted=(), toplevel=None):
         self.services = {loaded.name: loaded for loaded in services}
         self.builtins = builtins
         self.unlisted = frozenset(unlisted)
         self.failures = dict(failures or {})
-        self.toplevel = self._toplevel_table()
+        self.toplevel = self._toplevel_table() if toplevel is None else toplevel
         self.calls = {}  # line bytes -> its bound Call, for lines that repeat
+        self.views = {}  # what a connection of one level may see: see access.py
 
     def remember(self, raw, call):
         """Keep a line's Call for the next identical line; bounded, so memory is too."""

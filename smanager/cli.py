@@ -1,5 +1,7 @@
 """``smanager`` / ``python -m smanager``: flags -> Config -> run -> exit status.
 
+``smanager users ...`` manages the users file instead (users_cli.py).
+
 Exit status: 0 after ``kill`` or a signal, 1 when the address cannot be
 listened on, 2 for bad flags or an unusable config file.  Each failure is one
 line on stderr.
@@ -67,6 +69,20 @@ def build_parser():
     add("--tls-key", metavar="FILE", help="its private key (PEM)")
     add("--tls-client-ca", metavar="FILE",
         help="require client certificates signed by this CA (mutual TLS)")
+    add("--users-file", metavar="FILE",
+        help="users and their levels, managed with 'smanager users'; once it names a user, "
+             "connections must log in")
+    add("--unauthenticated", action="append", metavar="COMMAND",
+        help="a command (or service) connections may run before logging in, repeatable "
+             "(default: help)")
+    add("--login-max-line", type=int, metavar="BYTES",
+        help="longest line before logging in (default 1024)")
+    add("--login-max-commands", type=int, metavar="N",
+        help="lines accepted before logging in (default 10)")
+    add("--login-timeout", type=float, metavar="SECONDS",
+        help="close a connection not logged in after this long (default 60)")
+    add("--login-backoff-max", type=float, metavar="SECONDS",
+        help="longest wait forced on an address after failed logins (default 60)")
     add("--audit-log", metavar="FILE", help="write one line per command to FILE ('-': stderr)")
     add("--audit-log-max-bytes", type=int, metavar="BYTES",
         help="rotate the audit file at this size (default 10 MiB)")
@@ -83,6 +99,10 @@ def make_config(argv):
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["users"]:
+        from .users_cli import main as users_main  # it imports this module
+        return users_main(argv[1:])
     try:
         config = make_config(argv)
     except (UsageError, ConfigError) as exc:

@@ -18,6 +18,8 @@
    ``async def`` that yields streams its chunks.
 9. Parameters named in ``@filtered(...)`` are secrets: the audit trail writes
    their values as ``FILTERED``.
+10. ``@level("read")`` or ``@level("admin")`` sets the level a command needs;
+    the default is ``operate`` (see levels.py).
 """
 
 import enum
@@ -25,6 +27,7 @@ import inspect
 import math
 from dataclasses import dataclass
 
+from . import levels
 from .errors import ArgumentError
 
 SERVICE_PREFIX = "cmd_"
@@ -109,6 +112,7 @@ class Command:
     rest: Param | None  # *args
     wants_session: bool
     secret: frozenset = frozenset()  # parameter names from @filtered
+    level: levels.Level = levels.DEFAULT  # the level a connection needs to run it
 
     @property
     def summary(self):
@@ -240,7 +244,13 @@ def command_from_function(name, function, toplevel=False):
             positional.append(spec)
     return Command(name, function, kind, toplevel, inspect.cleandoc(function.__doc__ or ""),
                    tuple(positional), tuple(keyword_only), rest, wants_session,
-                   frozenset(getattr(function, "filtered_params", ())))
+                   frozenset(getattr(function, "filtered_params", ())),
+                   _level_of(function))
+
+
+def _level_of(function):
+    needed = getattr(function, "required_level", None)
+    return needed if isinstance(needed, levels.Level) else levels.DEFAULT
 
 
 def _value_type(param):

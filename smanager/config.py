@@ -50,6 +50,12 @@ class Config:
     tls_cert: str = ""  # with tls_key: the TCP listener speaks TLS only
     tls_key: str = ""
     tls_client_ca: str = ""  # require client certificates signed by this CA
+    users_file: str = ""  # users and their levels; once it names one, connections log in
+    unauthenticated: list = field(default_factory=lambda: ["help"])  # before login
+    login_max_line: int = 1024  # before logging in: bytes in a line...
+    login_max_commands: int = 10  # ...lines sent...
+    login_timeout: float = 60.0  # ...and seconds connected
+    login_backoff_max: float = 60.0  # longest wait forced on an address after failed logins
     audit_log: str = ""  # a file for the audit trail, "-" for stderr; none by default
     audit_log_max_bytes: int = 10 * 1024 * 1024  # rotate the file at this size...
     audit_log_backups: int = 5  # ...keeping this many old ones
@@ -87,9 +93,9 @@ def _checked(key, value, kind):
             raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
     if kind is float and value <= 0:
         raise ConfigError(f"{key} must be more than 0, not {value}")
-    if key == "max_line" and value < 80:
-        raise ConfigError(f"max_line must be at least 80, not {value}")
-    if key in ("max_connections", "max_connections_per_address", "audit_log_backups",
+    if key in ("max_line", "login_max_line") and value < 80:
+        raise ConfigError(f"{key} must be at least 80, not {value}")
+    if key in ("login_max_commands", "max_connections", "max_connections_per_address", "audit_log_backups",
                "audit_log_max_bytes") and value < 1:
         raise ConfigError(f"{key} must be at least 1, not {value}")
     if key == "unix_socket_mode" and not (value.isdigit() and set(value) <= set("01234567")
@@ -97,6 +103,12 @@ def _checked(key, value, kind):
         raise ConfigError(f"unix_socket_mode must be octal permissions like 600, not {value!r}")
     if key == "services" and not all(isinstance(item, str) for item in value):
         raise ConfigError("services must be a list of directories")
+    if key == "unauthenticated":
+        value = [item for item in value if item != ""]  # --unauthenticated '': nothing
+        if not all(isinstance(item, str) and 1 <= len(item.split()) <= 2 for item in value):
+            raise ConfigError("unauthenticated must list commands: NAME, SERVICE or "
+                              "'SERVICE COMMAND'")
+        value = [" ".join(item.lower().split()) for item in value]
     if key == "service" and not all(isinstance(item, dict) for item in value.values()):
         raise ConfigError("each [service.NAME] must be a table")
     return value

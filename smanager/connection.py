@@ -59,11 +59,10 @@ class Connection(asyncio.BufferedProtocol):
         manager = self.server.manager
         self.transport = transport
         peername = transport.get_extra_info("peername")
-        self.peer = Peer(format_address(peername) if peername else "unix")
-        self.peer.user = tls.peer_user(transport)
-        self.lines = Pipeline(manager, self.peer, transport, self.framer.max_line,
-                              self.server.audit)
         address = peername[0] if isinstance(peername, tuple) else "unix"
+        self.peer = Peer(format_address(peername) if peername else "unix", address,
+                         tls.peer_user(transport))
+        self.lines = Pipeline(manager, self.peer, transport, self.server.audit)
         refusal = self.server.admission.admit(address)
         if refusal is not None:
             self.lines.closing = True
@@ -77,7 +76,11 @@ class Connection(asyncio.BufferedProtocol):
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             # A client that vanished without a FIN is found and closed in hours, not never.
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        transport.write(manager.catalog.banner)
+        manager.access.greet(self.peer)
+        if self.peer.strict:
+            config = self.server.config
+            self._set_max_line(min(config.login_max_line, config.max_line))
+        transport.write(manager.access.view(manager.catalog, self.peer).banner)
         if self.server.shutting_down:
             self.begin_shutdown()
 
@@ -97,6 +100,8 @@ class Connection(asyncio.BufferedProtocol):
     def data_received(self, data):
         if self.lines.closing:
             return
+        if not self.peer.strict and self.framer.max_line != self.server.config.max_line:
+            self._set_max_line(self.server.config.max_line)  # logged in: the usual limit
         for event in self.framer.feed(data):
             self._handle(event)
         if self.lines_seen == 0 and self.framer.has_partial and not self.lines.closing:
@@ -139,7 +144,7 @@ class Connection(asyncio.BufferedProtocol):
             self.lines.advance()  # lines before the Ctrl-C run, as if read on their own
             self.lines.interrupt(errors.INTERRUPTED)
         elif event is framing.OVERFLOW:
-            self.lines.overflowed()
+            self.lines.stop_with(errors.line_too_long(self.framer.max_line))
         elif not self.transport.is_closing():  # a telnet answer
             self.transport.write(event)
 
@@ -153,7 +158,14 @@ class Connection(asyncio.BufferedProtocol):
             return
         self.lines_seen += 1
         self._cancel_oneshot()
+        limit = self.server.config.login_max_commands
+        if self.peer.strict and self.lines_seen > limit:
+            self.lines.stop_with(f"too many commands before logging in (limit {limit})")
+            return
         self.lines.add(raw)
+
+    def _set_max_line(self, limit):
+        self.framer.max_line = limit
 
     def _maybe_oneshot(self, data):
         """(Re)start the one-shot timer, unless this client is a person typing:

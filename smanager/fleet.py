@@ -50,32 +50,35 @@ def parse_hosts(names):
     return list(seen)
 
 
-async def run_everywhere(addresses, line, *, parallel=DEFAULT_PARALLEL, timeout=30.0, ssl=None):
+async def run_everywhere(addresses, line, *, parallel=DEFAULT_PARALLEL, timeout=30.0,
+                         **client_options):
     """Run ``line`` on every (host, port); a HostResult each, in the same order."""
     async def one(client):
         return await client.call(line)
-    return await _everywhere(addresses, one, parallel, timeout, ssl)
+    return await _everywhere(addresses, one, parallel, timeout, client_options)
 
 
-async def ping_everywhere(addresses, *, parallel=DEFAULT_PARALLEL, timeout=5.0, ssl=None):
+async def ping_everywhere(addresses, *, parallel=DEFAULT_PARALLEL, timeout=5.0,
+                          **client_options):
     """Which hosts answer, how fast, and the services each runs."""
     async def one(client):
         return await client.call("help -s")
-    results = await _everywhere(addresses, one, parallel, timeout, ssl)
+    results = await _everywhere(addresses, one, parallel, timeout, client_options)
     for result in results:
         if result.ok:
             result.services = tuple(terse_fields(result.reply.text).get("SERVICES", ()))
     return results
 
 
-async def _everywhere(addresses, ask, parallel, timeout, ssl):
+async def _everywhere(addresses, ask, parallel, timeout, client_options):
+    """``client_options`` go to each AsyncClient: ssl, user, password."""
     turns = asyncio.Semaphore(parallel)
 
     async def visit(host, port):
         result = HostResult(format_address(host, port))
         async with turns:
             started = time.monotonic()
-            client = AsyncClient(host, port, timeout=timeout, ssl=ssl)
+            client = AsyncClient(host, port, timeout=timeout, **client_options)
             try:
                 async with asyncio.timeout(timeout):
                     await client.connect()

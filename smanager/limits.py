@@ -10,6 +10,10 @@
 4. A client that leaves our output unread for ``send_timeout`` seconds is
    dropped: nothing more can be sent to it, and what it left unread is freed.
    (Until then it holds at most one reply: see pipeline.py and flow.py.)
+5. A connection that must log in and has not, ``login_timeout`` seconds
+   after it connected, is told so and closed.
+
+The sweep also reads the users file again when it changes (access.py).
 
 The timers are one sweep over all connections, a few times a second, so the
 path every request takes does no clock reads for them.
@@ -64,10 +68,11 @@ class Admission:
 class Watch:
     """What the sweep last saw of one connection, to tell progress from none."""
 
-    __slots__ = ("idle_since", "line_since", "lines", "reads", "refused", "resumes",
+    __slots__ = ("idle_since", "line_since", "lines", "opened", "reads", "refused", "resumes",
                  "stalled_since")
 
     def __init__(self, now):
+        self.opened = now
         self.reads, self.idle_since = -1, now
         self.lines, self.line_since = -1, None
         self.resumes, self.stalled_since = -1, None
@@ -75,12 +80,17 @@ class Watch:
 
 
 async def sweep(server, config):
-    """Rules 2-4, for as long as the server runs."""
-    interval = min(1.0, config.idle_timeout, config.line_timeout, config.send_timeout) / 4
+    """Rules 2-5, for as long as the server runs."""
+    interval = min(1.0, config.idle_timeout, config.line_timeout, config.send_timeout,
+                   config.login_timeout) / 4
     loop = asyncio.get_running_loop()
     while True:
         await asyncio.sleep(interval)
         now = loop.time()
+        try:
+            server.manager.access.refresh()
+        except Exception:  # noqa: BLE001 - the limits must go on
+            log.exception("reading the users file failed")
         for connection in list(server.connections):
             try:
                 problem = check(connection, now, config)
@@ -108,6 +118,8 @@ def check(connection, now, config):
         return f"output unread for {config.send_timeout:g} s; dropping the client", False
     if watch.refused:
         return None
+    if connection.peer.strict and now - watch.opened >= config.login_timeout:
+        return f"not logged in within {config.login_timeout:g} s; closing the connection", True
     if connection.reads != watch.reads or connection.lines.busy or connection.lines.queue:
         watch.reads, watch.idle_since = connection.reads, now
     elif now - watch.idle_since >= config.idle_timeout:

@@ -11,9 +11,12 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 
 from . import errors
+from .access import Access
 from .builtins import Builtins
 from .commands import commands_of
+from .levels import Level
 from .lifecycle import call_hook
+from .login import Logins
 from .protocol import parse_line
 from .roster import Roster
 from .runner import Reply, Runner
@@ -24,13 +27,23 @@ _connection_ids = itertools.count(1)
 
 
 class Peer:
-    """A connected client as the manager sees it: its address and its sessions."""
+    """A connected client as the manager sees it: who it is, what it may run,
+    and its sessions."""
 
-    def __init__(self, address):
-        self.address = address
-        self.user = None  # who the client proved to be (a TLS client certificate's name)
+    def __init__(self, address, host=None, certificate=None):
+        self.address = address  # "host:port", for logs
+        self.host = host or address  # what failed logins are counted against
+        self.certificate = certificate  # the name on its verified TLS client certificate
+        self.login = None  # the user it logged in as
+        self.level = Level.ADMIN  # what it may run, and if it must mind its manners before
+        self.strict = False  # logging in: both set by Access.settle
+        self.challenge = None  # (user, nonce) of the challenge awaiting its auth
         self.id = next(_connection_ids)
         self.sessions = {}  # service name -> (instance, Session)
+
+    @property
+    def user(self):
+        return self.login or self.certificate
 
     def session_for(self, loaded):
         entry = self.sessions.get(loaded.name)
@@ -43,10 +56,12 @@ class Manager:
     """Executes requests against the services its Roster runs."""
 
     def __init__(self, directories, *, command_timeout=30.0, hook_timeout=10.0,
-                 options=None, executor=None):
+                 options=None, executor=None, access=None, backoff_max=60.0):
         self.hook_timeout = hook_timeout
         self.executor = executor or ThreadPoolExecutor(32, thread_name_prefix="smanager-cmd")
         self.runner = Runner(self.executor, command_timeout)
+        self.access = access or Access()
+        self.logins = Logins(self.access, self.executor, backoff_max)
         self.builtins = Builtins(self)
         self.roster = Roster(directories, commands_of(Builtins), hook_timeout=hook_timeout,
                              options=options or {}, executor=self.executor)
@@ -63,11 +78,12 @@ class Manager:
 
         Parsing, resolving and binding depend only on the line and the
         catalog, so the catalog keeps the Call of a line that needs no session
-        and the next identical line skips straight to running it.
+        and the next identical line skips straight to running it (if this
+        connection's level allows it; else the slow path says why not).
         """
         catalog = self.catalog
         call = catalog.calls.get(raw)
-        if call is None:
+        if call is None or call.command.level > peer.level:
             request = parse_line(raw)
             if request is None:
                 return None
@@ -88,9 +104,11 @@ class Manager:
         target = catalog.resolve(request.words)
         if type(target) is str:
             return Reply(error=target)
+        if not self.access.allows(peer, target):
+            return Reply(error=self.access.denied(peer, target))
         service = target.service
-        if service is None:
-            return self.runner.bind(target, self.builtins, None)
+        if service is None:  # a built-in's "session" is the Peer
+            return self.runner.bind(target, self.builtins, peer)
         session = None
         if target.command.wants_session or service.tracks_clients:
             session = peer.session_for(service)

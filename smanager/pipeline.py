@@ -13,7 +13,7 @@ import collections
 import logging
 import time
 
-from . import eager, errors, formats, framing, protocol
+from . import eager, errors, formats, protocol
 from .flow import Flow
 from .runner import Reply
 
@@ -23,14 +23,13 @@ DRAIN = object()  # a job: wait until the client has read what we sent
 
 
 class Pipeline:
-    def __init__(self, manager, peer, transport, max_line, audit=None):
+    def __init__(self, manager, peer, transport, audit=None):
         self.manager = manager
         self._begin_line = manager.begin_line
         self._start = manager.runner.start
         self._roster = manager.roster
         self.peer = peer
         self.transport = transport
-        self.max_line = max_line
         self.queue = collections.deque()
         self.worker = None  # the connection's task, made when the first line arrives
         self.closing = False  # run nothing more
@@ -64,9 +63,9 @@ class Pipeline:
         self.finish_then_close = True
         self.flow.stop_for_good()
 
-    def overflowed(self):
-        """The line limit was passed: answer what came before, then an error, then close."""
-        self.queue.append(framing.OVERFLOW)
+    def stop_with(self, error):
+        """A limit was passed: answer the lines before, then ``error``, then close."""
+        self.queue.append(error)  # a str among the lines' bytes
         self.closing = True
         self.flow.stop_for_good()
 
@@ -115,8 +114,8 @@ class Pipeline:
                 item = self.queue.popleft()
                 if len(self.queue) <= QUEUE_LOW:
                     self.flow.start_reading("queue")
-                if item is framing.OVERFLOW:
-                    self._write(self.format.error(errors.line_too_long(self.max_line)))
+                if type(item) is str:
+                    self._write(self.format.error(item))
                     self.closing = True
                     break
                 job = self._begin(item)
@@ -142,7 +141,7 @@ class Pipeline:
             return False
         calls = self._roster.catalog.calls  # the catalog of the moment: a restart replaces it
         call = calls.get(data[:-2] if data[-2:-1] == b"\r" else data[:-1])
-        if call is None or self.transport.is_closing():
+        if call is None or call.command.level > self.peer.level or self.transport.is_closing():
             return False
         loop = self._loop  # a protocol callback called us: no task is running
         eager.enter_task(loop, self.worker)
@@ -178,7 +177,7 @@ class Pipeline:
             self.transport.write(self._render_reply(outcome))
             if self._audited is not None:
                 self._audit(outcome.error)
-            if outcome.close:
+            if outcome.close or outcome.error is not None and self.peer.strict:
                 self._after(outcome)
             return None
         return outcome  # None for a blank line, or a job for the worker
@@ -187,8 +186,10 @@ class Pipeline:
         self.format = formats.FORMATS[mode]
         self._render_reply = self.format.reply
 
-    def _after(self, reply):
-        if reply.close:
+    def _after(self, reply, error=None):
+        """Close after this reply if it asks to, or if it is an error to a
+        connection that has not logged in (it gets no second chance)."""
+        if reply.close or self.peer.strict and (reply.error or error) is not None:
             self.closing = True
             self.queue.clear()
             self.flow.stop_for_good()
@@ -261,7 +262,7 @@ class Pipeline:
                 else:
                     self._write(self._render_reply(reply))
                     self._audit(reply.error)
-                self._after(reply)
+                self._after(reply, reply.stream and reply.stream.error)
         except asyncio.CancelledError:
             if self._cancel_reason is None and self.transport.is_closing():
                 self._audit("the client went away while it ran")

@@ -13,6 +13,7 @@ import signal
 import ssl
 
 from . import limits, tls, unix_socket
+from .access import Access
 from .audit import Audit
 from .config import ConfigError
 from .connection import Connection, format_address
@@ -30,7 +31,8 @@ class Server:
         self.audit = None  # opened by start()
         self.manager = manager or Manager(
             config.service_dirs, command_timeout=config.command_timeout,
-            hook_timeout=config.shutdown_timeout, options=config.service)
+            hook_timeout=config.shutdown_timeout, options=config.service,
+            access=_access(config), backoff_max=config.login_backoff_max)
         self.connections = set()
         self.shutting_down = False
         self._listeners = []
@@ -65,14 +67,20 @@ class Server:
                 (config.tls_client_ca and not config.tls_cert):
             raise ConfigError("TLS needs --tls-cert and --tls-key together "
                               "(and both for --tls-client-ca)")
-        authenticated = bool(config.tls_client_ca)  # mutual TLS: only holders of a cert
+        access = self.manager.access
+        if config.users_file and not access.closed:
+            log.warning("users file %s names no users: every connection may run every "
+                        "command", config.users_file)
+        # Authenticated: users must log in, or only holders of a client certificate connect.
+        authenticated = access.closed or bool(config.tls_client_ca)
         if config.tcp and limits.exposed(config.host) and not (config.insecure or authenticated):
             raise ConfigError(
                 f"refusing to listen on {config.host or 'every address'}: anyone who can "
                 "reach it could run every command, kill included. Listen on 127.0.0.1 or a "
-                "Unix socket (--unix-socket), require client certificates (--tls-cert, "
-                "--tls-key, --tls-client-ca), or pass --insecure if only trusted hosts can "
-                "reach this network")
+                "Unix socket (--unix-socket), add users (smanager users add NAME, then "
+                "--users-file FILE), require client certificates (--tls-cert, --tls-key, "
+                "--tls-client-ca), or pass --insecure if only trusted hosts can reach this "
+                "network")
         loop = asyncio.get_running_loop()
         try:
             if config.tcp:
@@ -172,6 +180,13 @@ def _tls_context(config):
         return tls.server_context(config.tls_cert, config.tls_key, config.tls_client_ca)
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError(f"cannot use the TLS certificate or key: {exc}") from None
+
+
+def _access(config):
+    try:
+        return Access(config.users_file, config.unauthenticated)
+    except ValueError as exc:
+        raise ConfigError(f"cannot use users file {config.users_file}: {exc}") from None
 
 
 def _open_audit(config, catalog_of):

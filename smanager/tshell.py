@@ -5,6 +5,8 @@
     tshell HOST[:PORT] < commands.txt            one command per line, the same way
     tshell --hosts web1,web2:10001 -c COMMAND    one command on many hosts at once
     tshell --hosts-file FILE --ping              which hosts answer, and their services
+    tshell --user alice HOST -c 'kill'           logged in (password: $SMANAGER_PASSWORD,
+                                                 else asked for; it never crosses the wire)
 
 Exit status: 0 when every command succeeded; 1 when a server replied with an
 error; 2 when a server could not be reached or answered too late, or the
@@ -15,6 +17,7 @@ plain text unless stdout (for errors, stderr) is a terminal.
 
 import asyncio
 import contextlib
+import getpass
 import json
 import math
 import os
@@ -52,6 +55,8 @@ def build_parser():
     add("--tls-ca", metavar="FILE", help="verify the server with this CA instead (implies --tls)")
     add("--tls-cert", metavar="FILE", help="client certificate, for mutual TLS (implies --tls)")
     add("--tls-key", metavar="FILE", help="its private key")
+    add("--user", metavar="NAME", help="log in as NAME (password from $SMANAGER_PASSWORD, "
+        "else asked for on the terminal)")
     add("--parallel", type=int, default=fleet.DEFAULT_PARALLEL, metavar="N",
         help=f"hosts asked at once (default {fleet.DEFAULT_PARALLEL})")
     return parser
@@ -65,6 +70,9 @@ def main(argv=None, *, stdin=None, stdout=None, stderr=None):
     except (UsageError, ValueError, OSError) as exc:
         stderr.write(f"tshell: {exc} (try 'tshell --help')\n")
         return NO_ANSWER
+    except (KeyboardInterrupt, EOFError):  # at the password prompt
+        stderr.write("tshell: interrupted\n")
+        return INTERRUPTED
     output = Output(stdout, stderr, args.json)
     try:
         return _run(args, addresses, output, stdin)
@@ -80,7 +88,7 @@ def main(argv=None, *, stdin=None, stdout=None, stderr=None):
 def _run(args, addresses, output, stdin):
     if args.hosts or args.hosts_file or args.ping:
         return asyncio.run(_fleet(addresses, args, output))
-    client = Client(*addresses[0], timeout=args.timeout, ssl=args.ssl)
+    client = Client(*addresses[0], timeout=args.timeout, **args.client_options)
     try:
         if args.command is not None:
             return output.run(client, args.command)
@@ -108,12 +116,15 @@ def _addresses(args):
         raise UsageError("--parallel and --timeout must be positive numbers")
     if args.command is not None:
         request_bytes(args.command)  # a command no client sends: a wrong argument
-    args.ssl = None
+    args.client_options = {"ssl": None}
     if args.tls or args.tls_ca or args.tls_cert:
         try:
-            args.ssl = tls.client_context(args.tls_ca, args.tls_cert, args.tls_key)
+            args.client_options["ssl"] = tls.client_context(args.tls_ca, args.tls_cert,
+                                                             args.tls_key)
         except ssl.SSLError as exc:
             raise UsageError(f"cannot use the TLS files: {exc}") from None
+    if args.user is not None:
+        args.client_options.update(user=args.user, password=_password(args.user))
     if args.hosts_file:
         with open(args.hosts_file, encoding="utf-8") as file:
             names = fleet.read_hosts_file(file.read())
@@ -126,16 +137,29 @@ def _addresses(args):
     return fleet.parse_hosts(names)
 
 
+def _password(user):
+    password = os.environ.get("SMANAGER_PASSWORD")
+    if password is not None:
+        return password
+    try:
+        with open("/dev/tty", "r+", encoding="utf-8"):  # getpass would fall back to stdin
+            pass
+    except OSError:
+        raise UsageError("--user needs a password: set SMANAGER_PASSWORD, or run "
+                         "tshell from a terminal") from None
+    return getpass.getpass(f"password for {user}: ")
+
+
 async def _fleet(addresses, args, output):
     if args.ping:
         results = await fleet.ping_everywhere(addresses, parallel=args.parallel,
-                                              timeout=args.timeout, ssl=args.ssl)
+                                              timeout=args.timeout, **args.client_options)
         width = max(len(result.host) for result in results)
         output.write("".join(fleet.as_json(r) if args.json else fleet.ping_row(r, width)
                              for r in results))
     else:
         results = await fleet.run_everywhere(addresses, args.command, parallel=args.parallel,
-                                             timeout=args.timeout, ssl=args.ssl)
+                                             timeout=args.timeout, **args.client_options)
         output.write("".join(fleet.as_json(r) if args.json else fleet.as_text(r)
                              for r in results))
     summary = fleet.failure_summary(results)

@@ -548,7 +548,7 @@ async def in_callback(function):
 async def core_pipeline(rev_dir):
     async with started_manager(rev_dir) as manager:
         transport = RecordingTransport()
-        pipeline = Pipeline(manager, Peer("test:1"), transport, 65536)
+        pipeline = Pipeline(manager, Peer("test:1"), transport)
         try:
             yield manager, pipeline, transport
         finally:

@@ -11,6 +11,9 @@ so ``reply.value`` keeps a command's structure and ``reply.text`` is what
 telnet would show.  ``call`` returns error replies; ``run`` raises
 CommandFailed for them.  Not getting an answer at all raises CannotConnect,
 ConnectionLost (a CannotConnect) or TimedOut; all are ClientErrors.
+``Client(host, port, user="alice", password=...)`` logs in on every
+connection without sending the password (challenge and auth); a refusal
+raises LoginFailed (a CannotConnect).
 """
 
 from .asynchronous import AsyncClient
@@ -20,6 +23,7 @@ from .common import (
     ClientError,
     CommandFailed,
     ConnectionLost,
+    LoginFailed,
     Reply,
     TimedOut,
     format_address,
@@ -28,5 +32,5 @@ from .common import (
 
 __all__ = [
     "AsyncClient", "CannotConnect", "Client", "ClientError", "CommandFailed",
-    "ConnectionLost", "Reply", "TimedOut", "format_address", "parse_address",
+    "ConnectionLost", "LoginFailed", "Reply", "TimedOut", "format_address", "parse_address",
 ]

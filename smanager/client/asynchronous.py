@@ -21,8 +21,9 @@ from .common import ClientError, CommandFailed, ConnectionLost, TimedOut
 
 class AsyncClient:
     def __init__(self, host=DEFAULT_HOST, port=DEFAULT_PORT, *, timeout=DEFAULT_TIMEOUT,
-                 ssl=None):
+                 ssl=None, user=None, password=None):
         self.host, self.port, self.timeout = host, port, timeout
+        self.user, self.password = user, password  # logged in as on every (re)connection
         self.ssl = ssl  # an ssl.SSLContext (smanager.tls.client_context) for a TLS server
         self.where = common.format_address(host, port)
         self.banner_services = []
@@ -56,12 +57,21 @@ class AsyncClient:
             self.banner_services = greeting.services
             self._writer.write(common.request_bytes("mode json"))
             common.check_mode_switch(await self._line(self.timeout), self.where)
+            if self.user is not None:
+                await self._log_in()
         except BaseException as exc:
             await self.close()
             if isinstance(exc, OSError) and not isinstance(exc, ClientError):
                 raise common.lost(self.where, exc) from None
             raise
         return self
+
+    async def _log_in(self):
+        self._writer.write(common.challenge_request(self.user))
+        challenge = await self._line(self.timeout)
+        self._writer.write(await asyncio.to_thread(  # PBKDF2: not on the event loop
+            common.proof_request, challenge, self.user, self.password, self.where))
+        common.check_login(await self._line(self.timeout), self.user, self.where)
 
     async def close(self):
         writer, self._reader, self._writer = self._writer, None, None

@@ -28,8 +28,9 @@ class Client:
     deployment's commands names of their own (see the README)."""
 
     def __init__(self, host=DEFAULT_HOST, port=DEFAULT_PORT, *, timeout=DEFAULT_TIMEOUT,
-                 ssl=None):
+                 ssl=None, user=None, password=None):
         self.host, self.port, self.timeout = host, port, timeout
+        self.user, self.password = user, password  # logged in as on every (re)connection
         self.ssl = ssl  # an ssl.SSLContext (smanager.tls.client_context) for a TLS server
         self.where = common.format_address(host, port)
         self.banner_services = []
@@ -66,6 +67,11 @@ class Client:
             self.banner_services = greeting.services
             self._sock.sendall(common.request_bytes("mode json"))
             common.check_mode_switch(self._line(self.timeout), self.where)
+            if self.user is not None:
+                self._sock.sendall(common.challenge_request(self.user))
+                self._sock.sendall(common.proof_request(
+                    self._line(self.timeout), self.user, self.password, self.where))
+                common.check_login(self._line(self.timeout), self.user, self.where)
         except BaseException as exc:
             self.close()
             if isinstance(exc, OSError) and not isinstance(exc, ClientError):

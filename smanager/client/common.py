@@ -18,6 +18,7 @@ import shlex
 import socket
 from dataclasses import dataclass, field
 
+from .. import passwords
 from ..config import DEFAULT_PORT
 from ..protocol import BANNER_RULE, SEPARATOR, to_text
 
@@ -36,6 +37,10 @@ class CannotConnect(ClientError, ConnectionError):
 
 class ConnectionLost(CannotConnect):
     """The server closed the connection before the reply was complete."""
+
+
+class LoginFailed(CannotConnect):
+    """The server would not let this user in (wrong password, unknown user, back-off)."""
 
 
 class TimedOut(ClientError, TimeoutError):
@@ -240,3 +245,28 @@ def terse_fields(text):
         if colon:
             fields[key.strip()] = names.split()
     return fields
+
+
+# -- logging in (see smanager/passwords.py): challenge, then auth --------------------
+
+def challenge_request(user):
+    return request_bytes(f"challenge {shlex.quote(user)}")
+
+
+def proof_request(raw, user, password, where):
+    """The ``auth`` line answering the server's reply to ``challenge`` (slow: PBKDF2)."""
+    message = decode(raw, where)
+    if not message.get("ok"):
+        raise LoginFailed(f"{where}: cannot log in as {user}: {message.get('error')}")
+    try:
+        proof = passwords.answer(str(message.get("result")), user, password)
+    except ValueError as exc:
+        raise LoginFailed(f"{where}: cannot log in as {user}: {exc}") from None
+    return request_bytes(f"auth {proof}")
+
+
+def check_login(raw, user, where):
+    """The server's reply to ``auth``."""
+    message = decode(raw, where)
+    if not message.get("ok"):
+        raise LoginFailed(f"{where}: cannot log in as {user}: {message.get('error')}")

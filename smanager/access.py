@@ -1,0 +1,128 @@
+"""Who may run what: the server's access policy.  No sockets here.
+
+1. With no users configured, every connection may run everything (the seed's
+   experience).  Once the users file names a user, the server is *closed* for
+   the rest of its life: removing every user does not open it again.
+2. A closed server gives each connection the level of the user it logged in
+   as, or that its TLS client certificate names; else ``Level.NONE``.
+3. A connection runs a command if its level reaches the command's, or if it
+   has no level and the command is in the unauthenticated allowance (by
+   default ``help``; ``login``, ``challenge``, ``auth``, ``quit`` and
+   ``mode`` need no level).  An entry is a command (``hostname``), a service
+   (every command of it) or ``SERVICE COMMAND``.
+4. A connection with no level on a closed server is *strict*: short lines,
+   few commands, closed on its first error (see connection.py, pipeline.py).
+5. Help and the banner show only what the connection may run (``views``).
+"""
+
+import logging
+import weakref
+
+from .catalog import Catalog
+from .levels import Level
+from .users import UsersFile
+
+log = logging.getLogger("smanager.access")
+LOGIN_COMMANDS = frozenset({"login", "challenge", "auth"})
+
+
+class Access:
+    def __init__(self, users_file="", unauthenticated=("help",)):
+        self.users_file = UsersFile(users_file) if users_file else None
+        self.unauthenticated = frozenset(entry.lower() for entry in unauthenticated)
+        self.closed = False
+        self._peers = weakref.WeakSet()  # every connection, to settle again when users change
+        self._close_if_users()
+
+    @property
+    def users(self):
+        return self.users_file.users if self.users_file is not None else {}
+
+    def _close_if_users(self):
+        if self.users and not self.closed:
+            self.closed = True
+            log.info("users are configured: connections must log in")
+
+    def refresh(self):
+        """Read the users file again if it changed, and if it did, settle
+        every connection again: a removed user loses its level at once."""
+        if self.users_file is None or not self.users_file.refresh():
+            return
+        self._close_if_users()
+        for peer in list(self._peers):
+            self.settle(peer)
+
+    def greet(self, peer):
+        """A new connection: give it its level."""
+        self._peers.add(peer)
+        self.settle(peer)
+
+    def settle(self, peer):
+        """Give a connection its level (rule 2), now and whenever the users change."""
+        if not self.closed:
+            peer.level, peer.strict = Level.ADMIN, False
+            return
+        user = self.users.get(peer.login) if peer.login else None
+        if user is None and peer.login:
+            log.warning("%s: user %s is no longer in the users file", peer.address, peer.login)
+            peer.login = None
+        if user is None and peer.certificate:
+            user = self.users.get(peer.certificate)
+        peer.level = user.level if user is not None else Level.NONE
+        peer.strict = user is None
+
+    # -- may this connection run this? ------------------------------------------
+
+    def allows(self, peer, target):
+        command = target.command
+        return command.level <= peer.level or (
+            peer.level is Level.NONE and self._in_allowance(target.service, command))
+
+    def _in_allowance(self, service, command):
+        names = self.unauthenticated
+        if service is None:  # a built-in
+            return command.name in names
+        return (service.name in names or f"{service.name} {command.name}" in names
+                or command.toplevel and command.name in names)
+
+    def denied(self, peer, target):
+        """The error for a command the connection may not run; it is logged."""
+        label = target.command.name if target.service is None or target.command.toplevel \
+            else f"{target.service.name} {target.command.name}"
+        needed = target.command.level
+        log.warning("%s user=%s denied %r (needs %s)", peer.address, peer.user or "-",
+                    label, needed)
+        if peer.level is Level.NONE:
+            return f"'{label}' needs a login first: login USER PASSWORD"
+        return f"'{label}' needs the {needed} level; {peer.user} has {peer.level}"
+
+    # -- what help shows ---------------------------------------------------------
+
+    def view(self, catalog, peer):
+        """The catalog as this connection may see it (rule 5): help and banner read it."""
+        if not self.closed:
+            return catalog
+        key = (peer.level, self.closed)
+        view = catalog.views.get(key)
+        if view is None:
+            view = catalog.views[key] = self._view(catalog, peer.level)
+        return view
+
+    def _view(self, catalog, level):
+        def may(service, command):
+            return command.level <= level or (
+                level is Level.NONE and self._in_allowance(service, command))
+
+        services = {}
+        for name, loaded in catalog.services.items():
+            commands = {n: c for n, c in loaded.commands.items() if may(loaded, c)}
+            if commands:
+                services[name] = loaded.limited_to(commands)
+        toplevel = {name: (services[owner.name], command)
+                    for name, (owner, command) in catalog.toplevel.items()
+                    if owner.name in services and name in services[owner.name].commands}
+        builtins = {n: c for n, c in catalog.builtins.items() if may(None, c)}
+        return Catalog(services.values(), builtins,
+                       catalog.failures if level is Level.ADMIN else {},
+                       catalog.unlisted - {"login"}, toplevel=toplevel)
+

@@ -1,0 +1,122 @@
+"""The users file: one user a line, ``NAME LEVEL VERIFIER``, managed with ``smanager users``.
+
+    # smanager users: NAME LEVEL VERIFIER (see smanager/passwords.py)
+    alice admin pbkdf2-sha256:600000:3q2+7w...:Vx9f...
+
+It holds no password, only what checks one.  It is written whole, to a new
+file renamed over the old, with mode 0600.  The server reads it again when it
+changes, so an added, removed or changed user counts without a restart.
+"""
+
+import logging
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import levels
+from .passwords import Verifier
+
+log = logging.getLogger("smanager.users")
+HEADER = "# smanager users: NAME LEVEL VERIFIER; manage with 'smanager users'\n"
+NAME = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    level: levels.Level
+    verifier: Verifier
+
+
+def check_name(name):
+    if not NAME.fullmatch(name):
+        raise ValueError(f"a user name is 1-64 letters, digits or _.@-, not {name!r}")
+    return name
+
+
+def parse(text):
+    """The users in a file's text, by name; ValueError naming the bad line."""
+    users = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        try:
+            name, level, verifier = line.split()
+            user = User(check_name(name), levels.parse(level), Verifier.decode(verifier))
+        except ValueError as exc:
+            raise ValueError(f"line {number}: {exc}") from None
+        if name in users:
+            raise ValueError(f"line {number}: {name} is there twice")
+        users[name] = user
+    return users
+
+
+def render(users):
+    return HEADER + "".join(f"{u.name} {u.level} {u.verifier.encode()}\n"
+                            for u in sorted(users.values(), key=lambda u: u.name))
+
+
+def load(path):
+    """The users in a file; none if it does not exist.  OSError, ValueError."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8 text") from None
+    return parse(text)
+
+
+def save(path, users):
+    """Replace the file at once: a reader sees the old file or the new, never half."""
+    path = Path(path)
+    handle = tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent or ".",
+                                         prefix=f".{path.name}.", delete=False)
+    try:
+        with handle:
+            os.fchmod(handle.fileno(), 0o600)
+            handle.write(render(users))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(handle.name, path)
+    except BaseException:
+        os.unlink(handle.name)
+        raise
+
+
+class UsersFile:
+    """The users file as the server sees it: read again when it changes."""
+
+    def __init__(self, path):
+        self.path = path
+        self._stamp = None
+        self.users = {}
+        self.refresh(strict=True)
+
+    def refresh(self, strict=False):
+        """Read the file again if it changed; True if it did.  A file that
+        turns bad is logged and the users read last are kept (``strict``:
+        raise instead, as at start-up)."""
+        try:
+            info = os.stat(self.path)
+            stamp = (info.st_ino, info.st_mtime_ns, info.st_size)
+        except FileNotFoundError:
+            stamp = None
+        except OSError as exc:
+            if strict:
+                raise ValueError(exc.strerror) from None
+            return False
+        if stamp == self._stamp and not strict:
+            return False
+        try:
+            users = load(self.path) if stamp is not None else {}
+        except (OSError, ValueError) as exc:
+            if strict:
+                raise ValueError(getattr(exc, "strerror", None) or str(exc)) from None
+            log.error("users file %s: %s; keeping the users read before", self.path, exc)
+            self._stamp = stamp  # said once, not on every look
+            return False
+        self._stamp, self.users = stamp, users
+        return True
