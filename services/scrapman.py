@@ -8,7 +8,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from smanager import CommandError, SService
+from smanager import CommandError, SService, level
 
 MIN_INTERVAL, MAX_INTERVAL = 1.0, 86400.0
 
@@ -98,6 +98,7 @@ class ScrapMan(SService):
         await asyncio.gather(self._loop, return_exceptions=True)
         return f"stopped after {self.count} captures"
 
+    @level("read")
     async def cmd_get_heartbeat(self):
         """Returns whether capturing runs, and when the last capture was taken"""
         state = "capturing" if self.capturing else "not capturing"
@@ -107,6 +108,7 @@ class ScrapMan(SService):
         return (f"{state}; last capture {stamp} ({time.time() - self.last_capture:.1f} s ago); "
                 f"{self.count} captures")
 
+    @level("read")
     async def cmd_get_freq(self):
         """Returns how often captures are taken"""
         return self._describe_freq()

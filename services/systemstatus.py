@@ -4,7 +4,7 @@ import socket
 import subprocess
 import time
 
-from smanager import CommandError, SService
+from smanager import CommandError, SService, level
 
 
 def _human(size):
@@ -32,6 +32,7 @@ class SystemStatus(SService):
 
     concurrent = True  # every command only reads the system's state
 
+    @level("read")
     def cmd_uptime(self):
         """Returns uptime of system"""
         try:
@@ -40,6 +41,7 @@ class SystemStatus(SService):
         except (OSError, subprocess.SubprocessError):
             return _python_uptime()
 
+    @level("read")
     def toplevel_cmd_hostname(self):
         """Returns hostname of system"""
         return socket.gethostname()
@@ -51,11 +53,13 @@ class SystemStatus(SService):
         """
         return " ".join(text)
 
+    @level("read")
     def cmd_load(self):
         """Returns the load averages over 1, 5 and 15 minutes"""
         one, five, fifteen = os.getloadavg()
         return f"load average: {one:.2f}, {five:.2f}, {fifteen:.2f} ({os.cpu_count()} CPUs)"
 
+    @level("read")
     def cmd_memory(self):
         """Returns memory in use and available (from /proc/meminfo)"""
         info = {}
@@ -71,6 +75,7 @@ class SystemStatus(SService):
         return (f"memory: {_human(used)} used of {_human(total)} ({used * 100 // total}%), "
                 f"{_human(available)} available")
 
+    @level("read")
     def cmd_disk(self, path="/"):
         """Returns disk usage of the filesystem holding PATH (default /)"""
         try:
