@@ -5,8 +5,8 @@
    the rest of its life: removing every user does not open it again.
 2. A closed server gives each connection the level of the user it logged in
    as, or that its TLS client certificate names; else ``Level.NONE``.
-3. A connection runs a command if its level reaches the command's, or if it
-   has no level and the command is in the unauthenticated allowance (by
+3. A connection runs a command if its level reaches the command's, or if
+   the command is in the unauthenticated allowance (by
    default ``help``; ``login``, ``challenge``, ``auth``, ``quit`` and
    ``mode`` need no level).  An entry is a command (``hostname``), a service
    (every command of it) or ``SERVICE COMMAND``.
@@ -73,22 +73,27 @@ class Access:
 
     # -- may this connection run this? ------------------------------------------
 
-    def allows(self, peer, target):
+    def allows(self, peer, target, catalog):
         command = target.command
-        return command.level <= peer.level or (
-            peer.level is Level.NONE and self._in_allowance(target.service, command))
+        return command.level <= peer.level or self._in_allowance(target.service, command,
+                                                                 catalog)
 
-    def _in_allowance(self, service, command):
+    def _in_allowance(self, service, command, catalog):
         names = self.unauthenticated
+        if not names:
+            return False
         if service is None:  # a built-in
             return command.name in names
         return (service.name in names or f"{service.name} {command.name}" in names
-                or command.toplevel and command.name in names)
+                or command.name in names and catalog.toplevel.get(command.name) == (service,
+                                                                                 command))
 
-    def denied(self, peer, target):
+    def denied(self, peer, target, catalog):
         """The error for a command the connection may not run; it is logged."""
-        label = target.command.name if target.service is None or target.command.toplevel \
-            else f"{target.service.name} {target.command.name}"
+        service, command = target.service, target.command
+        label = command.name if service is None or \
+            catalog.toplevel.get(command.name) == (service, command) \
+            else f"{service.name} {command.name}"
         needed = target.command.level
         log.warning("%s user=%s denied %r (needs %s)", peer.address, peer.user or "-",
                     label, needed)
@@ -110,8 +115,7 @@ class Access:
 
     def _view(self, catalog, level):
         def may(service, command):
-            return command.level <= level or (
-                level is Level.NONE and self._in_allowance(service, command))
+            return command.level <= level or self._in_allowance(service, command, catalog)
 
         services = {}
         for name, loaded in catalog.services.items():

@@ -90,15 +90,20 @@ class Builtins:
         return await self.manager.logins.login(session, user, password)
 
     @anyone
-    async def cmd_challenge(self, user, session):
+    async def cmd_challenge(self, user, client_nonce="", session=None):
         """begin a login that keeps the password off the wire
 
-        Replies 'pbkdf2-sha256 ITERATIONS SALT NONCE'; answer with 'auth PROOF'
-        where, as in SCRAM (RFC 5802), with SHA-256 and base64:
-            ClientKey = HMAC(PBKDF2(password, SALT, ITERATIONS), "Client Key")
-            PROOF     = ClientKey XOR HMAC(SHA-256(ClientKey), "USER:NONCE")
+        Replies 'pbkdf2-sha256 ITERATIONS SALT NONCE' (NONCE begins with
+        CLIENT_NONCE); answer with 'auth PROOF' where, as in SCRAM (RFC 5802),
+        with SHA-256 and base64, and SALT as sent:
+            Salted    = PBKDF2(password, SALT, ITERATIONS)
+            ClientKey = HMAC(Salted, "Client Key")
+            Message   = "USER,NONCE,ITERATIONS,SALT"
+            PROOF     = ClientKey XOR HMAC(SHA-256(ClientKey), Message)
+        The reply to auth ends with HMAC(HMAC(Salted, "Server Key"), Message):
+        check it to know this is the real server.
         """
-        return self.manager.logins.challenge(session, user)
+        return self.manager.logins.challenge(session, user, client_nonce)
 
     @anyone
     @filtered("proof")

@@ -171,9 +171,14 @@ class Command:
         """Request words with every secret parameter's value replaced by ``mask``.
 
         A word in order is masked if it would fill a secret parameter, or
-        would have if the parameters given by name were skipped (the request
-        may fail to bind, and must still not be written down in clear).
+        would have if the parameters given by name were skipped.  A request
+        that does not bind has every word masked: who knows where its
+        secret went (``login user=s3cret``).
         """
+        try:
+            self.bind(words)
+        except ArgumentError:
+            return [mask] * len(words)
         named = {word.partition("=")[0] for word in words
                  if "=" in word and self._by_name(word.partition("=")[0]) is not None}
         unnamed = [param for param in self.positional if param.name not in named]
@@ -249,8 +254,9 @@ def command_from_function(name, function, toplevel=False):
 
 
 def _level_of(function):
-    needed = getattr(function, "required_level", None)
-    return needed if isinstance(needed, levels.Level) else levels.DEFAULT
+    """The level @level set; ValueError (the service fails to load) for a bad one."""
+    needed = getattr(function, "required_level", levels.DEFAULT)
+    return needed if isinstance(needed, levels.Level) else levels.parse(str(needed))
 
 
 def _value_type(param):

@@ -79,7 +79,7 @@ class Connection(asyncio.BufferedProtocol):
         manager.access.greet(self.peer)
         if self.peer.strict:
             config = self.server.config
-            self._set_max_line(min(config.login_max_line, config.max_line))
+            self.framer.max_line = min(config.login_max_line, config.max_line)
         transport.write(manager.access.view(manager.catalog, self.peer).banner)
         if self.server.shutting_down:
             self.begin_shutdown()
@@ -100,8 +100,11 @@ class Connection(asyncio.BufferedProtocol):
     def data_received(self, data):
         if self.lines.closing:
             return
-        if not self.peer.strict and self.framer.max_line != self.server.config.max_line:
-            self._set_max_line(self.server.config.max_line)  # logged in: the usual limit
+        config = self.server.config
+        limit = min(config.login_max_line, config.max_line) if self.peer.strict \
+            else config.max_line  # a login (or a change in the users) moves it
+        if self.framer.max_line != limit:
+            self.framer.max_line = limit
         for event in self.framer.feed(data):
             self._handle(event)
         if self.lines_seen == 0 and self.framer.has_partial and not self.lines.closing:
@@ -163,9 +166,6 @@ class Connection(asyncio.BufferedProtocol):
             self.lines.stop_with(f"too many commands before logging in (limit {limit})")
             return
         self.lines.add(raw)
-
-    def _set_max_line(self, limit):
-        self.framer.max_line = limit
 
     def _maybe_oneshot(self, data):
         """(Re)start the one-shot timer, unless this client is a person typing:

@@ -1,16 +1,22 @@
 """Logging in: ``login USER PASSWORD``, or ``challenge USER`` then ``auth PROOF``.
 
-- Failures are counted per client address.  The first FREE_FAILURES cost
-  nothing; after that each attempt must wait 1, 2, 4 ... seconds after the
-  last failure, up to ``backoff_max``.  A success forgets the address's failures.
+- Failures are counted per client address (an IPv6 /64, which one machine
+  may hold whole).  The first FREE_FAILURES cost nothing; after that each
+  attempt must wait 1, 2, 4 ... seconds after the last failure, up to
+  ``backoff_max``.  An attempt counts as failed from the moment it begins,
+  so attempts in parallel, or cut short by Ctrl-C, are counted too; a
+  success takes back only its own count (so logging in as one user does
+  not buy more guesses at another).
 - An unknown user gets the same answer, after the same work, as a wrong
   password (a decoy verifier), so neither tells who exists.
 - Checking a password is slow on purpose (PBKDF2): it runs in a worker thread,
-  HASHING_AT_ONCE at a time, so a crowd of logins cannot stall the server.
+  HASHING_AT_ONCE at a time (a turn is held until the thread ends, even if
+  the client stopped waiting), so a crowd of logins cannot stall the server.
   ``auth`` costs only a few hashes: the client did the slow part.
 """
 
 import asyncio
+import ipaddress
 import logging
 import math
 import os
@@ -18,10 +24,11 @@ import secrets
 import time
 
 from .errors import CommandError
-from .passwords import ITERATIONS, decoy
+from .passwords import NONCE, decoy
 
 log = logging.getLogger("smanager.login")
 FREE_FAILURES = 3
+MAX_DOUBLINGS = 30  # 2 ** 30 s is past any cap; more would overflow a float
 FORGET_AFTER = 900.0  # seconds after its last failure an address starts afresh
 MAX_ADDRESSES = 10_000  # addresses remembered at once, so memory stays bounded
 HASHING_AT_ONCE = 2
@@ -38,6 +45,7 @@ class Backoff:
 
     def wait(self, address):
         """Seconds before ``address`` may try again (0: now)."""
+        address = _key(address)
         entry = self.failures.get(address)
         if entry is None:
             return 0.0
@@ -48,17 +56,34 @@ class Backoff:
             return 0.0
         if count < FREE_FAILURES:
             return 0.0
-        return max(0.0, last + min(self.max_delay, 2.0 ** (count - FREE_FAILURES)) - now)
+        doublings = min(count - FREE_FAILURES, MAX_DOUBLINGS)
+        return max(0.0, last + min(self.max_delay, 2.0 ** doublings) - now)
 
     def failed(self, address):
-        now = self.clock()
+        address, now = _key(address), self.clock()
         count, _ = self.failures.pop(address, (0, now))
-        self.failures[address] = (count + 1, now)
+        self.failures[address] = (min(count + 1, FREE_FAILURES + MAX_DOUBLINGS), now)
         while len(self.failures) > MAX_ADDRESSES:  # forget the longest quiet
             del self.failures[next(iter(self.failures))]
 
     def succeeded(self, address):
-        self.failures.pop(address, None)
+        """Take back the failure an attempt was counted as when it began."""
+        address = _key(address)
+        count, last = self.failures.get(address, (0, 0.0))
+        if count <= 1:
+            self.failures.pop(address, None)
+        else:
+            self.failures[address] = (count - 1, last)
+
+
+def _key(address):
+    """IPv4 addresses as they are; IPv6 ones by their /64."""
+    if ":" not in address:
+        return address
+    try:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    except ValueError:
+        return address
 
 
 class Logins:
@@ -68,19 +93,29 @@ class Logins:
         self.backoff = Backoff(backoff_max)
         self._secret = os.urandom(32)  # keeps decoys the same for the server's life only
         self._hashing = None  # a Semaphore, made on the loop that uses it
+        self._hashes = set()  # hashing tasks, referenced until they end
 
     async def login(self, peer, name, password):
         user, verifier = self._start(peer, name)
+        self.backoff.failed(peer.host)  # until it turns out right
+        task = asyncio.get_running_loop().create_task(self._check(verifier, password))
+        self._hashes.add(task)
+        task.add_done_callback(self._hashes.discard)
+        right = await asyncio.shield(task)  # Ctrl-C stops the wait, not the hashing
+        return self._outcome(peer, name, user if right else None)
+
+    async def _check(self, verifier, password):
         if self._hashing is None:
             self._hashing = asyncio.Semaphore(HASHING_AT_ONCE)
         async with self._hashing:
-            right = await asyncio.get_running_loop().run_in_executor(
+            return await asyncio.get_running_loop().run_in_executor(
                 self.executor, verifier.check_password, password)
-        return self._outcome(peer, name, user if right else None)
 
-    def challenge(self, peer, name):
+    def challenge(self, peer, name, client_nonce=""):
+        if client_nonce and not NONCE.fullmatch(client_nonce):
+            raise CommandError("CLIENT_NONCE must be 8-64 letters, digits, _ or -")
         _, verifier = self._start(peer, name)
-        nonce = secrets.token_urlsafe(18)
+        nonce = client_nonce + secrets.token_urlsafe(18)
         peer.challenge = (name, nonce)
         return verifier.challenge(nonce)
 
@@ -91,8 +126,10 @@ class Logins:
             raise CommandError("no challenge to answer: send 'challenge USER' first")
         (name, nonce), peer.challenge = peer.challenge, None  # one proof per nonce
         user, verifier = self._start(peer, name)
-        right = user is not None and verifier.check_proof(name, nonce, proof)
-        return self._outcome(peer, name, user if right else None)
+        self.backoff.failed(peer.host)  # until it turns out right
+        right = verifier.check_proof(name, nonce, proof)  # a decoy's too: the same time
+        reply = self._outcome(peer, name, user if right else None)
+        return f"{reply}; server signature {verifier.server_signature(name, nonce)}"
 
     def _start(self, peer, name):
         """(the user or None, the verifier to check against), once the
@@ -108,12 +145,10 @@ class Logins:
         user = users.get(name)
         if user is not None:
             return user, user.verifier
-        iterations = next(iter(users.values())).verifier.iterations if users else ITERATIONS
-        return None, decoy(self._secret, name, iterations)
+        return None, decoy(self._secret, name, [u.verifier.iterations for u in users.values()])
 
     def _outcome(self, peer, name, user):
         if user is None:
-            self.backoff.failed(peer.host)
             log.warning("%s: login as %r failed", peer.address, name[:64])
             raise CommandError("login failed")
         self.backoff.succeeded(peer.host)

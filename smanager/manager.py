@@ -104,8 +104,8 @@ class Manager:
         target = catalog.resolve(request.words)
         if type(target) is str:
             return Reply(error=target)
-        if not self.access.allows(peer, target):
-            return Reply(error=self.access.denied(peer, target))
+        if not self.access.allows(peer, target, catalog):
+            return Reply(error=self.access.denied(peer, target, catalog))
         service = target.service
         if service is None:  # a built-in's "session" is the Peer
             return self.runner.bind(target, self.builtins, peer)

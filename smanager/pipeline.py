@@ -268,8 +268,10 @@ class Pipeline:
                 self._audit("the client went away while it ran")
                 raise  # the connection is gone
             asyncio.current_task().uncancel()
-            self._write(self.format.error(self._cancel_reason or errors.CANCELLED))
-            self._audit(self._cancel_reason or errors.CANCELLED)
+            error = self._cancel_reason or errors.CANCELLED
+            self._write(self.format.error(error))
+            self._audit(error)
+            self._after(Reply(error=error))  # an error: the end for a strict connection
         finally:
             self._running = False
             self._cancel_reason = None

@@ -22,6 +22,22 @@ HISTORY_LENGTH = 1000
 RED, RESET = "\033[31m", "\033[0m"
 
 
+SECRET_COMMANDS = frozenset({"login", "auth"})  # what they carry must not reach the file
+
+
+def _keep_out_of_history(line):
+    words = line.split(None, 1)
+    if not words or words[0].lower() not in SECRET_COMMANDS:
+        return
+    try:
+        import readline
+    except ImportError:
+        return
+    last = readline.get_current_history_length()
+    if last:
+        readline.remove_history_item(last - 1)
+
+
 def default_history_file():
     return os.environ.get("TSHELL_HISTORY") or os.path.expanduser("~/.tshell_history")
 
@@ -112,6 +128,7 @@ class Shell:
                 except KeyboardInterrupt:
                     self._say("^C")
                     continue
+                _keep_out_of_history(line)
                 if not self.handle(line):
                     return 0
 

@@ -20,7 +20,7 @@ from smanager.login import Backoff
 from smanager.manager import Peer
 from smanager.protocol import SEPARATOR
 
-FAST = 1000  # PBKDF2 iterations for tests: the least a verifier may have
+FAST = passwords.MIN_ITERATIONS  # PBKDF2 iterations for tests: the least allowed
 SEP = SEPARATOR + "\n"
 
 
@@ -53,24 +53,43 @@ def test_passwords_typed_in_either_unicode_form_are_the_same():
     assert verifier.check_password("cafe\u0301")
 
 
+def login_proof(verifier, user, password, server_nonce="s" * 24):
+    """A client's proof for a challenge from ``verifier``: (ClientLogin, nonce, proof)."""
+    login = passwords.ClientLogin(user, password)
+    nonce = login.nonce + server_nonce
+    return login, nonce, login.proof(verifier.challenge(nonce))
+
+
 def test_a_proof_logs_in_once_for_its_nonce_and_user():
     verifier = passwords.Verifier.for_password("pw", FAST)
-    proof = passwords.answer(verifier.challenge("n1"), "alice", "pw")
-    assert verifier.check_proof("alice", "n1", proof)
-    assert not verifier.check_proof("alice", "n2", proof)  # another nonce
-    assert not verifier.check_proof("mallory", "n1", proof)  # another user
-    wrong = passwords.answer(verifier.challenge("n1"), "alice", "pW")
-    assert not verifier.check_proof("alice", "n1", wrong)
+    login, nonce, proof = login_proof(verifier, "alice", "pw")
+    assert verifier.check_proof("alice", nonce, proof)
+    assert not verifier.check_proof("alice", nonce + "x", proof)  # another nonce
+    assert not verifier.check_proof("mallory", nonce, proof)  # another user
+    _, nonce2, wrong = login_proof(verifier, "alice", "pW")
+    assert not verifier.check_proof("alice", nonce2, wrong)
     for junk in ("", "!!!", "AAAA", proof[:-4], "é"):
-        assert not verifier.check_proof("alice", "n1", junk)
+        assert not verifier.check_proof("alice", nonce, junk)
+
+
+def test_only_the_real_server_can_sign_the_login():
+    verifier = passwords.Verifier.for_password("pw", FAST)
+    login, nonce, _ = login_proof(verifier, "alice", "pw")
+    signature = verifier.server_signature("alice", nonce)
+    assert login.server_is_real(f"logged in as alice (admin); server signature {signature}")
+    impostor = passwords.Verifier.for_password("pw", FAST)  # same password, other salt
+    assert not login.server_is_real(impostor.server_signature("alice", nonce))
+    assert not login.server_is_real("logged in as alice (admin)")
+    assert not passwords.ClientLogin("a", "pw").server_is_real(signature)  # no challenge yet
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    ("md5:1000:AAAA:AAAA", "not a pbkdf2-sha256 verifier"),
-    ("pbkdf2-sha256:10:AAAA:AAAA", "at least 1000 iterations"),
-    ("pbkdf2-sha256:1000:A!:AAAA", "salt and key must be base64"),
-    ("pbkdf2-sha256:1000:AAAA:AAAA", "not a SHA-256 digest"),
-    ("pbkdf2-sha256:1000:AAAA", "not enough values"),
+    ("md5:10000:AAAA:AAAA:AAAA", "not a pbkdf2-sha256 verifier"),
+    ("pbkdf2-sha256:1000:AAAA:AAAA:AAAA", "of 10,000 to 10,000,000 iterations"),
+    ("pbkdf2-sha256:99999999:AAAA:AAAA:AAAA", "of 10,000 to 10,000,000 iterations"),
+    ("pbkdf2-sha256:10000:A!:AAAA:AAAA", "salt and keys must be base64"),
+    ("pbkdf2-sha256:10000:AAAA:AAAA:AAAA", "not SHA-256 digests"),
+    ("pbkdf2-sha256:10000:AAAA:AAAA", "not enough values"),
 ])
 def test_a_verifier_that_is_not_one_is_refused(text, message):
     with pytest.raises(ValueError, match=message):
@@ -79,19 +98,28 @@ def test_a_verifier_that_is_not_one_is_refused(text, message):
 
 @pytest.mark.parametrize(("challenge", "message"), [
     ("nonsense", "not a challenge"),
-    ("md5 1000 AAAA nonce", "cannot answer a md5 challenge"),
-    ("pbkdf2-sha256 1 AAAA nonce", "of 1 iterations"),  # a fake server's cheap crack
+    ("md5 10000 AAAA {nonce}", "will not answer a md5 challenge"),
+    ("pbkdf2-sha256 1000 AAAA {nonce}", "of 1000 iterations"),  # cheap to crack offline
+    ("pbkdf2-sha256 2147483648 AAAA {nonce}", "of 2147483648 iterations"),  # a hang
+    ("pbkdf2-sha256 10000 AAAA someone-elses-nonce", "does not carry this client's nonce"),
+    ("pbkdf2-sha256 10000 AAAA {client}", "does not carry this client's nonce"),
 ])
 def test_a_client_answers_only_challenges_it_trusts(challenge, message):
+    login = passwords.ClientLogin("alice", "pw")
+    challenge = challenge.format(nonce=login.nonce + "s" * 24, client=login.nonce)
     with pytest.raises(ValueError, match=message):
-        passwords.answer(challenge, "alice", "pw")
+        login.proof(challenge)
 
 
 def test_a_decoy_looks_the_same_every_time_and_matches_nothing():
     secret = b"s" * 32
-    first, second = passwords.decoy(secret, "ghost"), passwords.decoy(secret, "ghost")
-    assert first == second and first != passwords.decoy(secret, "other")
+    first = passwords.decoy(secret, "ghost", [FAST, 20_000])
+    assert first == passwords.decoy(secret, "ghost", [20_000, FAST])
+    assert first != passwords.decoy(secret, "other", [FAST, 20_000])
+    assert first.iterations in (FAST, 20_000)
     assert not first.check_password("")
+    counts = {passwords.decoy(secret, f"u{n}", [FAST, 20_000]).iterations for n in range(40)}
+    assert counts == {FAST, 20_000}  # not always the first user's count
 
 
 # -- the users file ---------------------------------------------------------------------
@@ -108,7 +136,7 @@ def test_the_users_file_round_trips_and_is_private(tmp_path, users_file):
 
 @pytest.mark.parametrize(("text", "message"), [
     ("alice admin\n", "line 1: not enough values"),
-    ("# c\n\nalice boss pbkdf2-sha256:1000:AAAA:AAAA\n", "line 3: level must be one of"),
+    ("# c\n\nalice boss pbkdf2-sha256:10000:AAAA:AAAA:AAAA\n", "line 3: level must be one of"),
     ("al ice admin x y\n", "line 1: too many values"),
     ("al/ice admin x\n", "line 1: a user name is 1-64"),
 ])
@@ -160,11 +188,14 @@ def test_commands_need_operate_unless_marked():
         levels.level("root")
 
 
-def test_a_stray_attribute_named_like_a_level_is_not_one():
+def test_a_level_set_by_hand_must_be_one():
     def cmd_odd(self):
         """odd"""
+    cmd_odd.required_level = "admin"
+    assert command_from_function("odd", cmd_odd).level is Level.ADMIN
     cmd_odd.required_level = 99
-    assert command_from_function("odd", cmd_odd).level is Level.OPERATE
+    with pytest.raises(ValueError, match="level must be one of"):
+        command_from_function("odd", cmd_odd)
 
 
 def test_the_builtins_levels():
@@ -188,8 +219,19 @@ def test_backoff_lets_a_few_failures_through_then_doubles_up_to_its_cap():
     assert backoff.wait("10.0.0.2") == 0
     now[0] += 2.0
     assert backoff.wait("10.0.0.1") == 3.0
-    backoff.succeeded("10.0.0.1")
-    assert backoff.wait("10.0.0.1") == 0
+    backoff.succeeded("10.0.0.1")  # takes back one failure (its own), not the others
+    assert backoff.failures["10.0.0.1"] == (6, 1000.0)
+    assert backoff.wait("10.0.0.1") == 3.0  # 8 s, capped at 5, 2 s of it gone
+
+
+def test_backoff_counts_an_ipv6_64_as_one_address_and_never_overflows():
+    now = [0.0]
+    backoff = Backoff(max_delay=60.0, clock=lambda: now[0])
+    for number in range(2000):
+        backoff.failed(f"2001:db8::{number:x}")
+    assert list(backoff.failures) == ["2001:db8::/64"]
+    assert backoff.wait("2001:db8::ffff") == 60.0
+    assert backoff.wait("2001:db8:0:1::1") == 0
 
 
 def test_backoff_forgets_quiet_addresses_and_stays_bounded(monkeypatch):
@@ -327,11 +369,13 @@ async def test_login_and_auth_give_the_users_level(closed):
     other = peer_of(closed)
     assert await ask_core(closed, "auth AAAA", other) == \
         "ERROR: no challenge to answer: send 'challenge USER' first\n" + SEP
-    challenge = (await ask_core(closed, "challenge alice", other)).splitlines()[0]
+    login = passwords.ClientLogin("alice", "alice-pw")
+    challenge = (await ask_core(closed, f"challenge alice {login.nonce}", other)).splitlines()[0]
     assert challenge.startswith(f"pbkdf2-sha256 {FAST} ")
-    proof = passwords.answer(challenge, "alice", "alice-pw")
-    assert await ask_core(closed, f"auth {proof}", other) == \
-        "logged in as alice (admin)\n" + SEP
+    proof = login.proof(challenge)
+    reply = (await ask_core(closed, f"auth {proof}", other)).splitlines()[0]
+    assert reply.startswith("logged in as alice (admin); server signature ")
+    assert login.server_is_real(reply)
     assert await ask_core(closed, f"auth {proof}", other) == \
         "ERROR: no challenge to answer: send 'challenge USER' first\n" + SEP
 
@@ -468,3 +512,27 @@ def test_tshell_without_a_password_or_a_terminal_says_how_to_give_one():
                           check=False)
     assert done.returncode == 2
     assert done.stderr.startswith("tshell: --user needs a password: set SMANAGER_PASSWORD")
+
+
+# -- what the review found ------------------------------------------------------------------
+
+async def test_the_allowance_holds_at_every_level_and_only_for_the_command_named(users_file):
+    access = Access(users_file, ["help", "systemstatus echo", "hostname"])
+    async with started_manager(bundled_services_dir(), FIXTURE_SERVICES,
+                               access=access) as manager:
+        carol, anonymous = peer_of(manager, "carol"), peer_of(manager)
+        assert await ask_core(manager, "systemstatus echo hi", carol) == "hi\n" + SEP
+        assert await ask_core(manager, "systemstatus echo hi", anonymous) == "hi\n" + SEP
+        assert (await ask_core(manager, "hostname", anonymous)).count("\n") == 2
+        # testsvc's own hostname is hidden by systemstatus's: naming one is not the other
+        assert await ask_core(manager, "testsvc hostname", anonymous) == \
+            "ERROR: 'testsvc hostname' needs a login first: login USER PASSWORD\n" + SEP
+
+
+def test_a_login_line_that_does_not_bind_is_written_down_masked():
+    from smanager.builtins import Builtins
+    login = commands_of(Builtins)["login"]
+    assert login.filtered(["alice", "s3cret"], "F") == ["alice", "F"]
+    assert login.filtered(["alice", "user=s3cret"], "F") == ["F", "F"]
+    assert login.filtered(["s3cret"], "F") == ["F"]
+    assert login.filtered(["alice", "s3cret", "more"], "F") == ["F", "F", "F"]

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 
 from ..config import DEFAULT_HOST, DEFAULT_PORT
+from ..passwords import ClientLogin
 from . import common
 from .blocking import DEFAULT_TIMEOUT
 from .common import ClientError, CommandFailed, ConnectionLost, TimedOut
@@ -67,11 +68,12 @@ class AsyncClient:
         return self
 
     async def _log_in(self):
-        self._writer.write(common.challenge_request(self.user))
+        login = ClientLogin(self.user, self.password)
+        self._writer.write(common.challenge_request(login))
         challenge = await self._line(self.timeout)
         self._writer.write(await asyncio.to_thread(  # PBKDF2: not on the event loop
-            common.proof_request, challenge, self.user, self.password, self.where))
-        common.check_login(await self._line(self.timeout), self.user, self.where)
+            common.proof_request, challenge, login, self.where))
+        common.check_login(await self._line(self.timeout), login, self.where)
 
     async def close(self):
         writer, self._reader, self._writer = self._writer, None, None

@@ -16,6 +16,7 @@ import ssl
 import time
 
 from ..config import DEFAULT_HOST, DEFAULT_PORT
+from ..passwords import ClientLogin
 from . import common
 from .common import ClientError, CommandFailed, ConnectionLost, TimedOut
 
@@ -68,10 +69,11 @@ class Client:
             self._sock.sendall(common.request_bytes("mode json"))
             common.check_mode_switch(self._line(self.timeout), self.where)
             if self.user is not None:
-                self._sock.sendall(common.challenge_request(self.user))
-                self._sock.sendall(common.proof_request(
-                    self._line(self.timeout), self.user, self.password, self.where))
-                common.check_login(self._line(self.timeout), self.user, self.where)
+                login = ClientLogin(self.user, self.password)
+                self._sock.sendall(common.challenge_request(login))
+                self._sock.sendall(common.proof_request(self._line(self.timeout), login,
+                                                        self.where))
+                common.check_login(self._line(self.timeout), login, self.where)
         except BaseException as exc:
             self.close()
             if isinstance(exc, OSError) and not isinstance(exc, ClientError):

@@ -18,7 +18,6 @@ import shlex
 import socket
 from dataclasses import dataclass, field
 
-from .. import passwords
 from ..config import DEFAULT_PORT
 from ..protocol import BANNER_RULE, SEPARATOR, to_text
 
@@ -249,24 +248,28 @@ def terse_fields(text):
 
 # -- logging in (see smanager/passwords.py): challenge, then auth --------------------
 
-def challenge_request(user):
-    return request_bytes(f"challenge {shlex.quote(user)}")
+def challenge_request(login):
+    """``login`` is a passwords.ClientLogin."""
+    return request_bytes(f"challenge {shlex.quote(login.user)} {login.nonce}")
 
 
-def proof_request(raw, user, password, where):
+def proof_request(raw, login, where):
     """The ``auth`` line answering the server's reply to ``challenge`` (slow: PBKDF2)."""
     message = decode(raw, where)
     if not message.get("ok"):
-        raise LoginFailed(f"{where}: cannot log in as {user}: {message.get('error')}")
+        raise LoginFailed(f"{where}: cannot log in as {login.user}: {message.get('error')}")
     try:
-        proof = passwords.answer(str(message.get("result")), user, password)
+        proof = login.proof(str(message.get("result")))
     except ValueError as exc:
-        raise LoginFailed(f"{where}: cannot log in as {user}: {exc}") from None
+        raise LoginFailed(f"{where}: cannot log in as {login.user}: {exc}") from None
     return request_bytes(f"auth {proof}")
 
 
-def check_login(raw, user, where):
-    """The server's reply to ``auth``."""
+def check_login(raw, login, where):
+    """The server's reply to ``auth``: it must let us in, and prove it knew our verifier."""
     message = decode(raw, where)
     if not message.get("ok"):
-        raise LoginFailed(f"{where}: cannot log in as {user}: {message.get('error')}")
+        raise LoginFailed(f"{where}: cannot log in as {login.user}: {message.get('error')}")
+    if not login.server_is_real(str(message.get("result"))):
+        raise LoginFailed(f"{where}: the server could not prove it knows {login.user}'s "
+                          "password: not the real server?")
