@@ -536,3 +536,31 @@ def test_a_login_line_that_does_not_bind_is_written_down_masked():
     assert login.filtered(["alice", "user=s3cret"], "F") == ["F", "F"]
     assert login.filtered(["s3cret"], "F") == ["F"]
     assert login.filtered(["alice", "s3cret", "more"], "F") == ["F", "F", "F"]
+
+
+async def test_ctrl_c_during_a_login_still_counts_and_closes_the_connection(
+        users_file, monkeypatch):
+    import asyncio
+    import threading
+
+    from conftest import LineClient, running_server
+    checking, release = threading.Event(), threading.Event()
+
+    def held_check(self, password):  # the PBKDF2 thread, held until the test lets it go
+        checking.set()
+        release.wait(TIMEOUT)
+        return False
+    monkeypatch.setattr(passwords.Verifier, "check_password", held_check)
+    async with running_server(users_file=users_file) as server:
+        client = await LineClient.connect(server.address[1])
+        try:
+            await client.send(b"login alice wrong\r\n")
+            assert await asyncio.to_thread(checking.wait, TIMEOUT)
+            await client.send(b"\xff\xf4")  # Ctrl-C while the password is checked
+            answer = await client.read_all()  # closed: a strict connection's first error
+            assert answer == (b"ERROR: interrupted\n" + SEP.encode())
+            assert server.manager.logins.backoff.failures["127.0.0.1"][0] == 1
+            assert len(server.manager.logins._hashes) == 1  # its turn is held till it ends
+        finally:
+            release.set()
+            await client.close()
