@@ -16,6 +16,7 @@
 """
 
 import asyncio
+import hashlib
 import ipaddress
 import logging
 import math
@@ -60,20 +61,33 @@ class Backoff:
         return max(0.0, last + min(self.max_delay, 2.0 ** doublings) - now)
 
     def failed(self, address):
+        """Count a failure; returns what succeeded() needs to take it back."""
         address, now = _key(address), self.clock()
-        count, _ = self.failures.pop(address, (0, now))
-        self.failures[address] = (min(count + 1, FREE_FAILURES + MAX_DOUBLINGS), now)
+        before = self.failures.pop(address, None)
+        count = before[0] if before is not None else 0
+        after = self.failures[address] = (min(count + 1, FREE_FAILURES + MAX_DOUBLINGS), now)
         while len(self.failures) > MAX_ADDRESSES:  # forget the longest quiet
             del self.failures[next(iter(self.failures))]
+        return before, after
 
-    def succeeded(self, address):
-        """Take back the failure an attempt was counted as when it began."""
+    def succeeded(self, address, counted):
+        """Take back the failure ``failed()`` counted (``counted`` is what it
+        returned) when the attempt began: as it was before, if nothing failed
+        since; else one failure fewer."""
         address = _key(address)
-        count, last = self.failures.get(address, (0, 0.0))
-        if count <= 1:
-            self.failures.pop(address, None)
+        before, after = counted
+        now = self.failures.get(address)
+        if now is None:
+            return
+        if now == after:
+            if before is None:
+                del self.failures[address]
+            else:
+                self.failures[address] = before
+        elif now[0] <= 1:
+            del self.failures[address]
         else:
-            self.failures[address] = (count - 1, last)
+            self.failures[address] = (now[0] - 1, now[1])
 
 
 def _key(address):
@@ -91,18 +105,20 @@ class Logins:
         self.access = access
         self.executor = executor
         self.backoff = Backoff(backoff_max)
-        self._secret = os.urandom(32)  # keeps decoys the same for the server's life only
+        self._decoys = (None, None)  # (the users they were made for, their secret)
         self._hashing = None  # a Semaphore, made on the loop that uses it
         self._hashes = set()  # hashing tasks, referenced until they end
 
     async def login(self, peer, name, password):
         user, verifier = self._start(peer, name)
-        self.backoff.failed(peer.host)  # until it turns out right
+        # Counted as failed until it turns out right: the check takes a while,
+        # and guesses sent meanwhile, or cut short by Ctrl-C, must count.
+        counted = self.backoff.failed(peer.host)
         task = asyncio.get_running_loop().create_task(self._check(verifier, password))
         self._hashes.add(task)
         task.add_done_callback(self._hashes.discard)
         right = await asyncio.shield(task)  # Ctrl-C stops the wait, not the hashing
-        return self._outcome(peer, name, user if right else None)
+        return self._outcome(peer, name, user if right else None, counted)
 
     async def _check(self, verifier, password):
         if self._hashing is None:
@@ -126,7 +142,6 @@ class Logins:
             raise CommandError("no challenge to answer: send 'challenge USER' first")
         (name, nonce), peer.challenge = peer.challenge, None  # one proof per nonce
         user, verifier = self._start(peer, name)
-        self.backoff.failed(peer.host)  # until it turns out right
         right = verifier.check_proof(name, nonce, proof)  # a decoy's too: the same time
         reply = self._outcome(peer, name, user if right else None)
         return f"{reply}; server signature {verifier.server_signature(name, nonce)}"
@@ -145,13 +160,32 @@ class Logins:
         user = users.get(name)
         if user is not None:
             return user, user.verifier
-        return None, decoy(self._secret, name, [u.verifier.iterations for u in users.values()])
+        return None, decoy(self._decoy_secret(users), name,
+                           [u.verifier.iterations for u in users.values()])
 
-    def _outcome(self, peer, name, user):
+    def _decoy_secret(self, users):
+        """A secret drawn from the users' server keys, which only the server
+        knows: a decoy stays the same across restarts (as a real user's salt
+        does) and changes only with the users file."""
+        made_for, secret = self._decoys
+        if made_for is not users:
+            keys = b"".join(name.encode() + b"\0" + user.verifier.server_key
+                            for name, user in sorted(users.items()))
+            secret = hashlib.sha256(b"smanager decoys\0" + keys).digest() if keys \
+                else os.urandom(32)
+            self._decoys = (users, secret)
+        return secret
+
+    def _outcome(self, peer, name, user, counted=None):
+        """``counted``: the failure login() counted when it began (auth, which
+        does not wait, counts only a real one)."""
         if user is None:
+            if counted is None:
+                self.backoff.failed(peer.host)
             log.warning("%s: login as %r failed", peer.address, name[:64])
             raise CommandError("login failed")
-        self.backoff.succeeded(peer.host)
+        if counted is not None:
+            self.backoff.succeeded(peer.host, counted)
         peer.login = name
         self.access.settle(peer)
         log.info("%s: logged in as %s (%s)", peer.address, name, peer.level)

@@ -6,10 +6,11 @@ import os
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
-
 from conftest import FIXTURE_SERVICES, ROOT, TIMEOUT, ask_core, started_manager
+
 from smanager import levels, passwords, users, users_cli
 from smanager.access import Access
 from smanager.client import AsyncClient, Client, LoginFailed
@@ -62,7 +63,7 @@ def login_proof(verifier, user, password, server_nonce="s" * 24):
 
 def test_a_proof_logs_in_once_for_its_nonce_and_user():
     verifier = passwords.Verifier.for_password("pw", FAST)
-    login, nonce, proof = login_proof(verifier, "alice", "pw")
+    _, nonce, proof = login_proof(verifier, "alice", "pw")
     assert verifier.check_proof("alice", nonce, proof)
     assert not verifier.check_proof("alice", nonce + "x", proof)  # another nonce
     assert not verifier.check_proof("mallory", nonce, proof)  # another user
@@ -125,7 +126,7 @@ def test_a_decoy_looks_the_same_every_time_and_matches_nothing():
 # -- the users file ---------------------------------------------------------------------
 
 def test_the_users_file_round_trips_and_is_private(tmp_path, users_file):
-    text = open(users_file).read()
+    text = Path(users_file).read_text()
     assert text.startswith("# smanager users")
     assert [line.split()[:2] for line in text.splitlines()[1:]] == \
         [["alice", "admin"], ["bob", "operate"], ["carol", "read"]]
@@ -146,7 +147,7 @@ def test_a_bad_users_file_names_its_line(text, message):
 
 
 def test_the_same_user_twice_is_refused(users_file):
-    line = open(users_file).read().splitlines()[1]
+    line = Path(users_file).read_text().splitlines()[1]
     with pytest.raises(ValueError, match="line 2: alice is there twice"):
         users.parse(f"{line}\n{line}\n")
 
@@ -219,9 +220,23 @@ def test_backoff_lets_a_few_failures_through_then_doubles_up_to_its_cap():
     assert backoff.wait("10.0.0.2") == 0
     now[0] += 2.0
     assert backoff.wait("10.0.0.1") == 3.0
-    backoff.succeeded("10.0.0.1")  # takes back one failure (its own), not the others
-    assert backoff.failures["10.0.0.1"] == (6, 1000.0)
-    assert backoff.wait("10.0.0.1") == 3.0  # 8 s, capped at 5, 2 s of it gone
+
+
+def test_a_success_takes_back_only_its_own_failure():
+    now = [1000.0]
+    backoff = Backoff(max_delay=5.0, clock=lambda: now[0])
+    for _ in range(3):
+        backoff.failed("10.0.0.1")
+    now[0] += 1.0
+    counted = backoff.failed("10.0.0.1")  # an attempt begins: a failure until it is not
+    backoff.succeeded("10.0.0.1", counted)
+    assert backoff.failures["10.0.0.1"] == (3, 1000.0)  # as before: the wait not restarted
+    assert backoff.wait("10.0.0.1") == 0
+    counted = backoff.failed("10.0.0.1")
+    now[0] += 0.5
+    backoff.failed("10.0.0.1")  # another guess failed meanwhile
+    backoff.succeeded("10.0.0.1", counted)
+    assert backoff.failures["10.0.0.1"] == (4, 1001.5)
 
 
 def test_backoff_counts_an_ipv6_64_as_one_address_and_never_overflows():
@@ -362,7 +377,7 @@ async def test_login_and_auth_give_the_users_level(closed):
         "ERROR: login failed\n" + SEP
     assert await ask_core(closed, "login bob bob-pw", peer) == \
         "ERROR: too many failed logins from test; try again in 1 s\n" + SEP
-    closed.logins.backoff.succeeded("test")
+    closed.logins.backoff.failures.clear()
     assert await ask_core(closed, "login bob bob-pw", peer) == \
         "logged in as bob (operate)\n" + SEP
     assert (peer.level, peer.strict, peer.user) == (Level.OPERATE, False, "bob")
