@@ -106,6 +106,7 @@ class Logins:
         self.executor = executor
         self.backoff = Backoff(backoff_max)
         self._decoys = (None, None)  # (the users they were made for, their secret)
+        self._refused, self._logged_at = 0, 0.0  # refusals, logged at most once a second
         self._hashing = None  # a Semaphore, made on the loop that uses it
         self._hashes = set()  # hashing tasks, referenced until they end
 
@@ -153,6 +154,7 @@ class Logins:
             raise CommandError(NO_USERS)
         wait = self.backoff.wait(peer.host)
         if wait > 0:
+            self._log_refusal(peer.host)
             raise CommandError(f"too many failed logins from {peer.host}; "
                                f"try again in {math.ceil(wait)} s")
         self.access.refresh()
@@ -162,6 +164,14 @@ class Logins:
             return user, user.verifier
         return None, decoy(self._decoy_secret(users), name,
                            [u.verifier.iterations for u in users.values()])
+
+    def _log_refusal(self, host):
+        self._refused += 1
+        now = time.monotonic()
+        if now - self._logged_at >= 1.0:  # a flood of guesses must not flood the log
+            log.warning("refused %d login attempt(s) without checking them (latest from %s): "
+                        "too many failures", self._refused, host)
+            self._refused, self._logged_at = 0, now
 
     def _decoy_secret(self, users):
         """A secret drawn from the users' server keys, which only the server

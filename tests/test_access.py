@@ -369,7 +369,7 @@ async def test_the_remembered_line_lane_checks_the_level(closed):
     assert denied.error == "'systemstatus echo' needs the operate level; carol has read"
 
 
-async def test_login_and_auth_give_the_users_level(closed):
+async def test_login_and_auth_give_the_users_level(closed, caplog):
     peer = peer_of(closed)
     assert await ask_core(closed, "login bob bob", peer) == "ERROR: login failed\n" + SEP
     assert await ask_core(closed, "login bob bob-PW", peer) == "ERROR: login failed\n" + SEP
@@ -377,6 +377,7 @@ async def test_login_and_auth_give_the_users_level(closed):
         "ERROR: login failed\n" + SEP
     assert await ask_core(closed, "login bob bob-pw", peer) == \
         "ERROR: too many failed logins from test; try again in 1 s\n" + SEP
+    assert "refused 1 login attempt(s) without checking them (latest from test)" in caplog.text
     closed.logins.backoff.failures.clear()
     assert await ask_core(closed, "login bob bob-pw", peer) == \
         "logged in as bob (operate)\n" + SEP
