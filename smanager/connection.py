@@ -48,6 +48,7 @@ class Connection(asyncio.BufferedProtocol):
         self.reads = 0  # how many times bytes arrived: the limits' sweep watches it
         self.watch = None
         self.admitted = None  # the address the connection counts against, once admitted
+        self.raw = None  # under TLS: the TCP transport, whose buffer the send time-out watches
 
     @property
     def worker(self):
@@ -56,26 +57,38 @@ class Connection(asyncio.BufferedProtocol):
     # -- asyncio callbacks -------------------------------------------------------
 
     def connection_made(self, transport):
-        manager = self.server.manager
-        self.transport = transport
         peername = transport.get_extra_info("peername")
         address = peername[0] if isinstance(peername, tuple) else "unix"
-        self.peer = Peer(format_address(peername) if peername else "unix", address,
-                         tls.peer_user(transport))
-        self.lines = Pipeline(manager, self.peer, transport, self.server.audit)
-        refusal = self.server.admission.admit(address)
+        self.transport = transport
+        refusal = self.server.admission.admit(address)  # before any TLS work, which costs
         if refusal is not None:
-            self.lines.closing = True
-            transport.write(protocol.render_error(refusal))
+            if self.server.tls_context is None:  # over TLS it could not be read: just close
+                transport.write(protocol.render_error(refusal))
             transport.close()
             return
         self.admitted = address
-        self.watch = limits.Watch(asyncio.get_running_loop().time())
-        self.server.connections.add(self)
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             # A client that vanished without a FIN is found and closed in hours, not never.
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        if self.server.tls_context is not None and sock is not None \
+                and sock.family != socket.AF_UNIX:
+            transport.pause_reading()  # nothing is read as a line before the handshake
+            self.server.handshake(self, transport)
+        else:
+            self.begin(transport)
+
+    def begin(self, transport, raw=None):
+        """The connection is open (a TLS one, after its handshake; ``raw`` is then
+        the TCP transport under it): greet the client."""
+        manager = self.server.manager
+        self.transport, self.raw = transport, raw
+        peername = transport.get_extra_info("peername")
+        self.peer = Peer(format_address(peername) if peername else "unix", self.admitted,
+                         tls.peer_user(transport))
+        self.lines = Pipeline(manager, self.peer, transport, self.server.audit)
+        self.watch = limits.Watch(asyncio.get_running_loop().time())
+        self.server.connections.add(self)
         manager.access.greet(self.peer)
         if self.peer.strict:
             config = self.server.config
@@ -91,6 +104,8 @@ class Connection(asyncio.BufferedProtocol):
         return self._buffer
 
     def buffer_updated(self, nbytes):
+        if self.lines is None:
+            return  # refused at the door
         self.reads += 1
         data = bytes(self._buffer[:nbytes])
         if not (self.lines_seen and self.framer.at_line_start
@@ -112,6 +127,8 @@ class Connection(asyncio.BufferedProtocol):
         self.lines.advance()
 
     def eof_received(self):
+        if self.lines is None:
+            return False  # refused at the door
         self._cancel_oneshot()
         if not self.lines.closing:
             for event in self.framer.eof():
@@ -126,6 +143,8 @@ class Connection(asyncio.BufferedProtocol):
         if self.admitted is None:
             return  # refused at the door: nothing began
         self.server.admission.release(self.admitted)
+        if self.lines is None:
+            return  # its TLS handshake failed
         self.server.forget(self)
         self._cancel_oneshot()
         self.lines.lost()
@@ -133,10 +152,12 @@ class Connection(asyncio.BufferedProtocol):
             self.server.track(self.server.manager.client_left(self.peer))
 
     def pause_writing(self):
-        self.lines.flow.pause_writing()
+        if self.lines is not None:  # not while refusing or shaking hands
+            self.lines.flow.pause_writing()
 
     def resume_writing(self):
-        self.lines.flow.resume_writing()
+        if self.lines is not None:
+            self.lines.flow.resume_writing()
 
     # -- what the client's bytes mean ------------------------------------------------
 

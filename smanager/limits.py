@@ -26,6 +26,7 @@ import socket
 import time
 
 log = logging.getLogger("smanager.limits")
+STALLED_BYTES = 65536  # unsent beneath TLS: asyncio's own high-water mark
 
 
 class Admission:
@@ -69,13 +70,14 @@ class Watch:
     """What the sweep last saw of one connection, to tell progress from none."""
 
     __slots__ = ("idle_since", "line_since", "lines", "opened", "reads", "refused", "resumes",
-                 "stalled_since")
+                 "stalled_since", "unsent")
 
     def __init__(self, now):
         self.opened = now
         self.reads, self.idle_since = -1, now
         self.lines, self.line_since = -1, None
         self.resumes, self.stalled_since = -1, None
+        self.unsent = 0
         self.refused = False  # told to go: it only gets send_timeout to take its last words
 
 
@@ -108,7 +110,12 @@ def check(connection, now, config):
     can still be told), or None."""
     watch, flow = connection.watch, connection.lines.flow
     # Rule 4 first: it is the only one left for a connection already refused.
-    if not flow.write_paused or flow.resumes != watch.resumes:
+    # Under TLS, one big reply can sit whole in the TCP transport beneath,
+    # where the TLS transport's flow control never sees it: watch that too.
+    unsent = connection.raw.get_write_buffer_size() if connection.raw is not None else 0
+    stalled = flow.write_paused or unsent > STALLED_BYTES
+    took_some, watch.unsent = unsent < watch.unsent, unsent
+    if not stalled or flow.resumes != watch.resumes or took_some:
         watch.resumes, watch.stalled_since = flow.resumes, None  # the client reads
         if watch.refused:
             return None

@@ -21,6 +21,7 @@ from .manager import Manager
 
 log = logging.getLogger("smanager.server")
 RECEIVE_BUFFER = 65536  # bytes read from a client at a time
+HANDSHAKE_TIMEOUT = 10.0  # seconds a TLS client has to finish its handshake
 
 
 class Server:
@@ -29,6 +30,8 @@ class Server:
         self.admission = limits.Admission(config.max_connections,
                                           config.max_connections_per_address)
         self.audit = None  # opened by start()
+        self.tls_context = None  # set by start() when the TCP listener speaks TLS
+        self._handshakes = set()  # TLS handshakes under way
         self.manager = manager or Manager(
             config.service_dirs, command_timeout=config.command_timeout,
             hook_timeout=config.shutdown_timeout, options=config.service,
@@ -82,12 +85,14 @@ class Server:
                 "--tls-client-ca), or pass --insecure if only trusted hosts can reach this "
                 "network")
         loop = asyncio.get_running_loop()
+        self.tls_context = _tls_context(config)
         try:
             if config.tcp:
+                # Plain TCP, even for TLS: a connection is counted against the
+                # limits when accepted, and only then does its handshake begin.
                 self._listeners.append(await loop.create_server(
                     lambda: Connection(self), config.host, config.port,
-                    reuse_address=True, start_serving=False, ssl=_tls_context(config),
-                    ssl_handshake_timeout=10.0 if config.tls_cert else None))
+                    reuse_address=True, start_serving=False))
             if config.unix_socket:
                 self._listeners.append(await unix_socket.listen(
                     lambda: Connection(self), config.unix_socket,
@@ -106,6 +111,22 @@ class Server:
             log.info("listening on %s", format_address(self.address))
         if config.unix_socket:
             log.info("listening on Unix socket %s", config.unix_socket)
+
+    def handshake(self, connection, transport):
+        """Begin a TLS handshake for an admitted connection."""
+        task = asyncio.get_running_loop().create_task(self._handshake(connection, transport))
+        self._handshakes.add(task)
+        task.add_done_callback(self._handshakes.discard)
+
+    async def _handshake(self, connection, transport):
+        try:
+            secure = await asyncio.get_running_loop().start_tls(
+                transport, connection, self.tls_context, server_side=True,
+                ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
+        except (OSError, TimeoutError) as exc:  # start_tls has closed the transport
+            log.debug("TLS handshake failed: %s", exc)
+            return
+        connection.begin(secure, raw=transport)
 
     def _close_audit(self):
         if self.audit is not None:
@@ -128,6 +149,8 @@ class Server:
         self._close_listeners()
         if self._sweeper is not None:
             self._sweeper.cancel()
+        for task in list(self._handshakes):
+            task.cancel()
         for connection in list(self.connections):
             connection.begin_shutdown()
         await self._wait_for_commands(self.config.shutdown_timeout)

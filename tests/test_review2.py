@@ -829,6 +829,7 @@ def test_buffer_updated_hands_on_a_copy():
     connections = [Connection(server), Connection(server)]
     seen = []
     for conn in connections:
+        conn.lines = object()  # begun (not refused at the door)
         conn.data_received = seen.append  # what buffer_updated passes on
     for conn, text in zip(connections, (b"first", b"other")):
         buffer = conn.get_buffer(-1)

@@ -517,15 +517,14 @@ async def test_secrets_stay_out_of_the_servers_own_log(tmp_path, caplog):
 
 # == TLS ======================================================================================
 
-@pytest.mark.xfail(strict=True, reason="known, open: asyncio's TLS layer buffers a whole reply itself, so the send time-out never sees it pile up; the idle time-out still ends it")
-async def test_bug_the_send_timeout_never_fires_over_tls(pki):
+async def test_the_send_timeout_fires_over_tls(pki):
     """limits.py check() with TLS: asyncio's SSL transport hands the encrypted
     bytes straight to the TCP transport, so its own write buffer stays near 0
     and pause_writing() never comes for one big reply.  The send rule only
     looks at write_paused/get_write_buffer_size() of the SSL transport, so a TLS
     client that leaves 20 MB unread is never dropped (only the idle rule, an
-    hour by default, closes it) and the 20 MB are held meanwhile.  The check
-    needs the raw transport's buffer (or the socket's) for TLS connections."""
+    hour by default, closes it) and the 20 MB are held meanwhile.  Fixed: the
+    check also watches the TCP transport beneath TLS (limits.check)."""
     settings = {**tls_settings(pki), "send_timeout": 0.3, "idle_timeout": 60.0,
                 "shutdown_timeout": 1.0}
     async with running_server(**settings) as server:
@@ -570,15 +569,14 @@ async def test_bug_shutdown_closes_a_tls_transport_twice(pki):
     assert not errors.messages, errors.messages
 
 
-@pytest.mark.xfail(strict=True, reason="known, open: admission happens after the TLS handshake (bounded by its 10 s time-out); admitting first needs loop.start_tls()")
-async def test_bug_tls_handshakes_in_progress_escape_the_connection_limits(pki):
+async def test_tls_handshakes_in_progress_count_against_the_connection_limits(pki):
     """connection.py/server.py: admission is in connection_made(), which asyncio
     calls only after the TLS handshake.  Until then (up to the 10 s handshake
     timeout) a connection counts against nothing, so one address can hold any
     number of sockets open on a TLS port (20 here, with a limit of 2 per
     address), run the server out of file descriptors, and make it do a costly
-    handshake for each.  Connections should be counted when accepted (e.g. plain
-    TCP server, admission, then loop.start_tls())."""
+    handshake for each.  Fixed: the listener is plain TCP; a connection is
+    admitted, then its handshake begins (loop.start_tls)."""
     settings = {**tls_settings(pki), "max_connections_per_address": 2}
     async with running_server(**settings) as server:
         port = server.address[1]
