@@ -107,10 +107,9 @@ class Access:
         """The catalog as this connection may see it (rule 5): help and banner read it."""
         if not self.closed:
             return catalog
-        key = (peer.level, self.closed)
-        view = catalog.views.get(key)
+        view = catalog.views.get(peer.level)
         if view is None:
-            view = catalog.views[key] = self._view(catalog, peer.level)
+            view = catalog.views[peer.level] = self._view(catalog, peer.level)
         return view
 
     def _view(self, catalog, level):

@@ -95,8 +95,8 @@ def _checked(key, value, kind):
         raise ConfigError(f"{key} must be more than 0, not {value}")
     if key in ("max_line", "login_max_line") and value < 80:
         raise ConfigError(f"{key} must be at least 80, not {value}")
-    if key in ("login_max_commands", "max_connections", "max_connections_per_address", "audit_log_backups",
-               "audit_log_max_bytes") and value < 1:
+    if key in ("login_max_commands", "max_connections", "max_connections_per_address",
+               "audit_log_backups", "audit_log_max_bytes") and value < 1:
         raise ConfigError(f"{key} must be at least 1, not {value}")
     if key == "unix_socket_mode" and not (value.isdigit() and set(value) <= set("01234567")
                                           and int(value, 8) <= 0o777):

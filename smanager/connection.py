@@ -49,6 +49,8 @@ class Connection(asyncio.BufferedProtocol):
         self.watch = None
         self.admitted = None  # the address the connection counts against, once admitted
         self.raw = None  # under TLS: the TCP transport, whose buffer the send time-out watches
+        config = server.config  # the longest line, [logged in or open, not yet logged in]
+        self._line_limits = (config.max_line, min(config.login_max_line, config.max_line))
 
     @property
     def worker(self):
@@ -90,9 +92,6 @@ class Connection(asyncio.BufferedProtocol):
         self.watch = limits.Watch(asyncio.get_running_loop().time())
         self.server.connections.add(self)
         manager.access.greet(self.peer)
-        if self.peer.strict:
-            config = self.server.config
-            self.framer.max_line = min(config.login_max_line, config.max_line)
         transport.write(manager.access.view(manager.catalog, self.peer).banner)
         if self.server.shutting_down:
             self.begin_shutdown()
@@ -115,11 +114,8 @@ class Connection(asyncio.BufferedProtocol):
     def data_received(self, data):
         if self.lines.closing:
             return
-        config = self.server.config
-        limit = min(config.login_max_line, config.max_line) if self.peer.strict \
-            else config.max_line  # a login (or a change in the users) moves it
-        if self.framer.max_line != limit:
-            self.framer.max_line = limit
+        # Read per read, as a login or a change in the users file moves it.
+        self.framer.max_line = self._line_limits[self.peer.strict]
         for event in self.framer.feed(data):
             self._handle(event)
         if self.lines_seen == 0 and self.framer.has_partial and not self.lines.closing:

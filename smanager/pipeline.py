@@ -178,7 +178,7 @@ class Pipeline:
             if self._audited is not None:
                 self._audit(outcome.error)
             if outcome.close or outcome.error is not None and self.peer.strict:
-                self._after(outcome)
+                self._after(outcome.close, outcome.error)
             return None
         return outcome  # None for a blank line, or a job for the worker
 
@@ -186,10 +186,10 @@ class Pipeline:
         self.format = formats.FORMATS[mode]
         self._render_reply = self.format.reply
 
-    def _after(self, reply, error=None):
+    def _after(self, close, error):
         """Close after this reply if it asks to, or if it is an error to a
         connection that has not logged in (it gets no second chance)."""
-        if reply.close or self.peer.strict and (reply.error or error) is not None:
+        if close or self.peer.strict and error is not None:
             self.closing = True
             self.queue.clear()
             self.flow.stop_for_good()
@@ -262,7 +262,7 @@ class Pipeline:
                 else:
                     self._write(self._render_reply(reply))
                     self._audit(reply.error)
-                self._after(reply, reply.stream and reply.stream.error)
+                self._after(reply.close, reply.error or reply.stream and reply.stream.error)
         except asyncio.CancelledError:
             if self._cancel_reason is None and self.transport.is_closing():
                 self._audit("the client went away while it ran")
@@ -271,7 +271,7 @@ class Pipeline:
             error = self._cancel_reason or errors.CANCELLED
             self._write(self.format.error(error))
             self._audit(error)
-            self._after(Reply(error=error))  # an error: the end for a strict connection
+            self._after(False, error)  # an error: the end for a strict connection
         finally:
             self._running = False
             self._cancel_reason = None

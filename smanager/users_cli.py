@@ -34,11 +34,10 @@ def build_parser():
                                     parser_class=OneLineParser)
     actions.add_parser("list", help="each user and its level")
     add = actions.add_parser("add", help="add a user")
-    add.add_argument("name")
     add.add_argument("--level", default="operate", choices=levels.NAMES)
-    for action in (add, actions.add_parser("password", help="change a user's password")):
-        if action is not add:
-            action.add_argument("name")
+    password = actions.add_parser("password", help="change a user's password")
+    for action in (add, password):
+        action.add_argument("name")
         action.add_argument("--password-stdin", action="store_true",
                             help="read the password as one line from stdin")
         action.add_argument("--iterations", type=int, default=ITERATIONS,

@@ -253,23 +253,25 @@ def challenge_request(login):
     return request_bytes(f"challenge {shlex.quote(login.user)} {login.nonce}")
 
 
-def proof_request(raw, login, where):
-    """The ``auth`` line answering the server's reply to ``challenge`` (slow: PBKDF2)."""
+def _login_result(raw, login, where):
+    """The text of a reply to ``challenge`` or ``auth``; LoginFailed for an error."""
     message = decode(raw, where)
     if not message.get("ok"):
         raise LoginFailed(f"{where}: cannot log in as {login.user}: {message.get('error')}")
+    return str(message.get("result"))
+
+
+def proof_request(raw, login, where):
+    """The ``auth`` line answering the server's reply to ``challenge`` (slow: PBKDF2)."""
     try:
-        proof = login.proof(str(message.get("result")))
-    except ValueError as exc:
+        proof = login.proof(_login_result(raw, login, where))
+    except ValueError as exc:  # a challenge this client will not answer
         raise LoginFailed(f"{where}: cannot log in as {login.user}: {exc}") from None
     return request_bytes(f"auth {proof}")
 
 
 def check_login(raw, login, where):
     """The server's reply to ``auth``: it must let us in, and prove it knew our verifier."""
-    message = decode(raw, where)
-    if not message.get("ok"):
-        raise LoginFailed(f"{where}: cannot log in as {login.user}: {message.get('error')}")
-    if not login.server_is_real(str(message.get("result"))):
+    if not login.server_is_real(_login_result(raw, login, where)):
         raise LoginFailed(f"{where}: the server could not prove it knows {login.user}'s "
                           "password: not the real server?")
