@@ -49,6 +49,7 @@ class Connection(asyncio.BufferedProtocol):
         self.watch = None
         self.admitted = None  # the address the connection counts against, once admitted
         self.raw = None  # under TLS: the TCP transport, whose buffer the send time-out watches
+        self.early = bytearray()  # under TLS: bytes decrypted before start_tls has returned
         config = server.config  # the longest line, [logged in or open, not yet logged in]
         self._line_limits = (config.max_line, min(config.login_max_line, config.max_line))
 
@@ -95,6 +96,9 @@ class Connection(asyncio.BufferedProtocol):
         transport.write(manager.access.view(manager.catalog, self.peer).banner)
         if self.server.shutting_down:
             self.begin_shutdown()
+        if self.early:
+            early, self.early = bytes(self.early), None
+            self.data_received(early)
 
     def get_buffer(self, sizehint):
         # The transport reads into the server's one receive buffer instead of
@@ -104,7 +108,12 @@ class Connection(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes):
         if self.lines is None:
-            return  # refused at the door
+            # asyncio hands on lines that came with the handshake's last bytes
+            # before start_tls returns; keep them for begin(), one loop turn away.
+            # A connection refused at the door reads nothing.
+            if self.admitted is not None:
+                self.early += self._buffer[:nbytes]
+            return
         self.reads += 1
         data = bytes(self._buffer[:nbytes])
         if not (self.lines_seen and self.framer.at_line_start

@@ -126,7 +126,9 @@ class Server:
         except (OSError, TimeoutError) as exc:  # start_tls has closed the transport
             log.debug("TLS handshake failed: %s", exc)
             return
-        connection.begin(secure, raw=transport)
+        # From a plain callback: begin() may answer lines that came with the
+        # handshake, and a command's task cannot start eagerly inside this task.
+        asyncio.get_running_loop().call_soon(connection.begin, secure, transport)
 
     def _close_audit(self):
         if self.audit is not None:

@@ -2,6 +2,8 @@
 
 import asyncio
 import re
+import socket
+import ssl
 import subprocess
 
 import pytest
@@ -119,3 +121,40 @@ async def test_tls_settings_that_cannot_work_are_config_errors(settings, message
     with pytest.raises(ConfigError, match=message):
         async with running_server(**settings):
             pass
+
+
+def test_a_line_sent_with_the_last_handshake_bytes_is_answered(server_thread, pki):
+    """A client may send its first line in the same TCP segment as its handshake
+    Finished (openssl s_client with piped input often does); the server must not
+    drop that line while it is still setting the connection up."""
+    DASHES = b"-" * 50 + b"\n"
+    port = server_thread.start(**tls_settings(pki))
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls_client = client_ssl(pki).wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
+        for _ in range(20):  # a handshake takes a few round trips, never twenty
+            try:
+                tls_client.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                if outgoing.pending:
+                    sock.sendall(outgoing.read())
+                incoming.write(sock.recv(65536))
+        else:
+            pytest.fail("the TLS handshake did not finish")
+        tls_client.write(b"systemstatus echo early\nquit\n")
+        sock.sendall(outgoing.read())  # the Finished and the lines, in one segment
+        received = b""
+        for _ in range(50):  # bounded; the socket's time-out bounds each read
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            incoming.write(chunk)
+            for _ in range(50):  # one read gives at most one TLS record
+                try:
+                    received += tls_client.read(65536)
+                except (ssl.SSLWantReadError, ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                    break
+            if received.endswith(b"bye\n" + DASHES):
+                break
+    assert received.endswith(b"\nearly\n" + DASHES + b"bye\n" + DASHES)
