@@ -123,25 +123,32 @@ async def test_tls_settings_that_cannot_work_are_config_errors(settings, message
             pass
 
 
+DASHES = b"-" * 50 + b"\n"
+
+
+def shaken_hands(sock, pki):
+    """A TLS client over memory buffers whose handshake is done but whose last
+    handshake bytes are still unsent: what it writes next joins them."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls_client = client_ssl(pki).wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
+    for _ in range(20):  # a handshake takes a few round trips, never twenty
+        try:
+            tls_client.do_handshake()
+            return tls_client, incoming, outgoing
+        except ssl.SSLWantReadError:
+            if outgoing.pending:
+                sock.sendall(outgoing.read())
+            incoming.write(sock.recv(65536))
+    pytest.fail("the TLS handshake did not finish")
+
+
 def test_a_line_sent_with_the_last_handshake_bytes_is_answered(server_thread, pki):
     """A client may send its first line in the same TCP segment as its handshake
     Finished (openssl s_client with piped input often does); the server must not
     drop that line while it is still setting the connection up."""
-    DASHES = b"-" * 50 + b"\n"
     port = server_thread.start(**tls_settings(pki))
-    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    tls_client = client_ssl(pki).wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
     with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
-        for _ in range(20):  # a handshake takes a few round trips, never twenty
-            try:
-                tls_client.do_handshake()
-                break
-            except ssl.SSLWantReadError:
-                if outgoing.pending:
-                    sock.sendall(outgoing.read())
-                incoming.write(sock.recv(65536))
-        else:
-            pytest.fail("the TLS handshake did not finish")
+        tls_client, incoming, outgoing = shaken_hands(sock, pki)
         tls_client.write(b"systemstatus echo early\nquit\n")
         sock.sendall(outgoing.read())  # the Finished and the lines, in one segment
         received = b""
@@ -158,3 +165,23 @@ def test_a_line_sent_with_the_last_handshake_bytes_is_answered(server_thread, pk
             if received.endswith(b"bye\n" + DASHES):
                 break
     assert received.endswith(b"\nearly\n" + DASHES + b"bye\n" + DASHES)
+
+
+def test_a_client_gone_with_its_last_handshake_bytes_leaves_nothing_behind(server_thread, pki):
+    """Handshake end, a line and the close in one segment: the server sets the
+    connection up already closing, and must still count it out and forget it."""
+    port = server_thread.start(**tls_settings(pki))
+    server = server_thread.servers[0]
+    for _ in range(5):
+        with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
+            tls_client, _, outgoing = shaken_hands(sock, pki)
+            tls_client.write(b"systemstatus echo gone\n")
+            with pytest.raises(ssl.SSLWantReadError):
+                tls_client.unwrap()  # queues our close_notify; the server's never comes
+            sock.sendall(outgoing.read())
+    async def settled():
+        async with asyncio.timeout(TIMEOUT):
+            while server.admission.count or server.connections:
+                await asyncio.sleep(0.005)
+    server_thread.run(settled())
+    assert ask(port, pki, line="systemstatus echo still here") == "still here"
