@@ -84,6 +84,8 @@ class Connection(asyncio.BufferedProtocol):
     def begin(self, transport, raw=None):
         """The connection is open (a TLS one, after its handshake; ``raw`` is then
         the TCP transport under it): greet the client."""
+        if self.admitted is None:
+            return  # lost in the moment between its handshake and now
         manager = self.server.manager
         self.transport, self.raw = transport, raw
         peername = transport.get_extra_info("peername")
@@ -144,12 +146,17 @@ class Connection(asyncio.BufferedProtocol):
         # closes a TLS connection at the client's EOF, and warns if asked not to).
         return self.transport.get_extra_info("sslcontext") is None
 
+    def release(self):
+        """Count the connection out of the caps, once. asyncio does not call
+        connection_lost for a TLS handshake that fails, so the handshake does."""
+        if self.admitted is not None:
+            self.server.admission.release(self.admitted)
+            self.admitted = None
+
     def connection_lost(self, exc):
-        if self.admitted is None:
-            return  # refused at the door: nothing began
-        self.server.admission.release(self.admitted)
+        self.release()
         if self.lines is None:
-            return  # its TLS handshake failed
+            return  # refused at the door, or lost before its TLS handshake ended
         self.server.forget(self)
         self._cancel_oneshot()
         self.lines.lost()

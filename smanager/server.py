@@ -123,7 +123,10 @@ class Server:
             secure = await asyncio.get_running_loop().start_tls(
                 transport, connection, self.tls_context, server_side=True,
                 ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
-        except (OSError, TimeoutError) as exc:  # start_tls has closed the transport
+        except BaseException as exc:  # start_tls has closed the transport
+            connection.release()  # and asyncio calls no connection_lost for it
+            if not isinstance(exc, (OSError, TimeoutError)):
+                raise  # cancelled by shutdown, or a bug for the log
             log.debug("TLS handshake failed: %s", exc)
             return
         # From a plain callback: begin() may answer lines that came with the

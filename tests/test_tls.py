@@ -4,6 +4,7 @@ import asyncio
 import re
 import socket
 import ssl
+import struct
 import subprocess
 
 import pytest
@@ -179,9 +180,42 @@ def test_a_client_gone_with_its_last_handshake_bytes_leaves_nothing_behind(serve
             with pytest.raises(ssl.SSLWantReadError):
                 tls_client.unwrap()  # queues our close_notify; the server's never comes
             sock.sendall(outgoing.read())
+    counted_out(server_thread, server)
+    assert ask(port, pki, line="systemstatus echo still here") == "still here"
+
+
+def counted_out(server_thread, server):
+    """Wait, bounded, until the server counts no connection against its caps."""
     async def settled():
         async with asyncio.timeout(TIMEOUT):
             while server.admission.count or server.connections:
                 await asyncio.sleep(0.005)
     server_thread.run(settled())
-    assert ask(port, pki, line="systemstatus echo still here") == "still here"
+
+
+RESET_ON_CLOSE = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends a reset
+
+
+def test_failed_handshakes_give_their_places_back(server_thread, pki):
+    """asyncio calls no connection_lost for a TLS handshake that fails, so each
+    used to keep its place under the caps for good: a few port probes or refused
+    certificates would lock an address out (here, with 3 places per address)."""
+    port = server_thread.start(**tls_settings(pki, mutual=True), max_connections_per_address=3)
+    server = server_thread.servers[0]
+    for _ in range(5):  # a port probe: connect, then reset before any TLS
+        with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, RESET_ON_CLOSE)
+    for who in (None, "expired", "stranger", None):
+        with pytest.raises(CannotConnect):
+            ask(port, pki, who)
+    for _ in range(5):  # reset in the middle of the handshake
+        with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
+            tls_client = client_ssl(pki, "alice").wrap_bio(
+                ssl.MemoryBIO(), outgoing := ssl.MemoryBIO(), server_hostname="127.0.0.1")
+            with pytest.raises(ssl.SSLWantReadError):
+                tls_client.do_handshake()
+            sock.sendall(outgoing.read())  # the ClientHello, and no more
+            sock.recv(1)  # the server has begun its part
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, RESET_ON_CLOSE)
+    counted_out(server_thread, server)
+    assert ask(port, pki, "alice") == 3
