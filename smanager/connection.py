@@ -190,7 +190,7 @@ class Connection(asyncio.BufferedProtocol):
         if self.lines_seen == 0 and protocol.looks_like_http(raw):
             log.warning("%s sent an HTTP request; closed unanswered", self.peer.address)
             self.lines.closing = True
-            self.transport.close()
+            tls.close(self.transport)
             return
         self.lines_seen += 1
         self._cancel_oneshot()

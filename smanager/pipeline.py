@@ -13,7 +13,7 @@ import collections
 import logging
 import time
 
-from . import eager, errors, formats, protocol
+from . import eager, errors, formats, protocol, tls
 from .flow import Flow
 from .runner import Reply
 
@@ -85,7 +85,7 @@ class Pipeline:
         self.closing = True
         self.queue.clear()
         if self._job is None:
-            self.transport.close()
+            tls.close(self.transport)
         else:
             self.flow.stop_for_good()
 
@@ -125,7 +125,7 @@ class Pipeline:
             if acting:
                 eager.stop_acting(self.worker)
         if self.closing or self.finish_then_close:
-            self.transport.close()
+            tls.close(self.transport)
 
     def answer_remembered(self, data):
         """The fastest lane: ``data`` is one whole line the catalog remembers
@@ -152,7 +152,7 @@ class Pipeline:
         if job is not None:
             self._hand_over(job)
         elif self.closing:
-            self.transport.close()
+            tls.close(self.transport)
         return True
 
     def _begin(self, raw):
@@ -244,8 +244,7 @@ class Pipeline:
             log.exception("%s: connection worker failed", self.peer.address)
         finally:
             self.worker = None
-            if not self.transport.is_closing():
-                self.transport.close()
+            tls.close(self.transport)
 
     async def _finish(self, job):
         self._running = True

@@ -171,8 +171,7 @@ class Server:
         """Close every connection; abort those whose client will not read the rest."""
         self._all_closed = asyncio.Event()
         for connection in list(self.connections):
-            if not connection.transport.is_closing():  # closing a TLS transport twice breaks it
-                connection.transport.close()
+            tls.close(connection.transport)
         if self.connections:
             try:
                 await asyncio.wait_for(self._all_closed.wait(), timeout)

@@ -39,3 +39,11 @@ def peer_user(transport):
             if key == "commonName":
                 return value
     return None
+
+
+def close(transport):
+    """Close a transport once.  asyncio's TLS transport, closed a second time,
+    drops its TLS state, and the client's close_notify then fails inside
+    asyncio; a plain transport ignores the second close anyway."""
+    if not transport.is_closing():
+        transport.close()

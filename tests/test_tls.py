@@ -219,3 +219,27 @@ def test_failed_handshakes_give_their_places_back(server_thread, pki):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, RESET_ON_CLOSE)
     counted_out(server_thread, server)
     assert ask(port, pki, "alice") == 3
+
+
+async def test_shutdown_meeting_a_closing_connection_closes_it_once(pki, caplog):
+    """asyncio's TLS transport, closed a second time, drops its TLS state, and
+    the client's close_notify then fails inside asyncio.  A connection that
+    said bye (and whose client is slow to answer the close) when shutdown
+    begins is closed by both: it must be closed once."""
+    async with running_server(**tls_settings(pki)) as server:
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", server.address[1], ssl=client_ssl(pki))
+        await reader.readuntil(DASHES)  # the banner
+        writer.transport.pause_reading()  # slow to answer the server's close_notify
+        writer.write(b"quit\n")
+        async with asyncio.timeout(TIMEOUT):
+            while not server.connections or not next(iter(server.connections)).lines.closing:
+                await asyncio.sleep(0.005)
+        (connection,) = server.connections
+        connection.begin_shutdown()  # what shutdown does first to every connection
+        writer.transport.resume_reading()
+        async with asyncio.timeout(TIMEOUT):
+            assert (await reader.read()).endswith(b"bye\n" + DASHES)
+        writer.close()
+    broken = [r for r in caplog.records if r.name == "asyncio" and r.levelname == "ERROR"]
+    assert not broken, broken[0].getMessage()
