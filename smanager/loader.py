@@ -9,6 +9,7 @@ never raised: one broken service must not stop the others.
 """
 
 import hashlib
+import importlib.machinery
 import importlib.util
 import inspect
 import logging
@@ -55,11 +56,22 @@ def module_name(path):
     return f"smanager_service_{safe_stem}_{digest}"
 
 
+class FromSource(importlib.machinery.SourceFileLoader):
+    """Compiles the file every time, never through ``__pycache__``: the cache
+    trusts a file whose size and mtime in whole seconds are unchanged, so an
+    edit followed by ``restart`` within the second could run the old code."""
+
+    def get_code(self, fullname):
+        path = self.get_filename(fullname)
+        return self.source_to_code(self.get_data(path), path)
+
+
 def import_file(path):
     """Import one file afresh and list its services; never raises."""
     name = module_name(path)
     try:
-        spec = importlib.util.spec_from_file_location(name, path)
+        spec = importlib.util.spec_from_file_location(name, path,
+                                                      loader=FromSource(name, str(path)))
         module = importlib.util.module_from_spec(spec)
         # Registered before running it, as a normal import would be, so that
         # dataclasses and pickling inside the module work; undone on failure.

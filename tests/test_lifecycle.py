@@ -1,6 +1,7 @@
 """Loading, starting, restarting and stopping services (no sockets)."""
 
 import logging
+import os
 import textwrap
 
 import pytest
@@ -83,6 +84,25 @@ async def test_restart_loads_edited_code(started):
     journal(directory, "a_first.py", "First", version="v2")
     assert await ask_core(manager, "restart") == "restarted: first second\n" + SEP
     assert await ask_core(manager, "first version") == "v2\n" + SEP
+
+
+async def test_restart_loads_an_edit_the_bytecode_cache_would_miss(tmp_path, monkeypatch):
+    """Python's bytecode cache trusts a file whose size and mtime (in whole
+    seconds) are unchanged: an edit that keeps both must still be loaded."""
+    monkeypatch.setattr("sys.dont_write_bytecode", False)  # as on most servers
+    journal(tmp_path, "a_first.py", "First", version="v1")
+    stamp = (tmp_path / "a_first.py").stat().st_mtime_ns
+    manager = Manager([tmp_path], hook_timeout=1.0)
+    await manager.start()
+    try:
+        assert await ask_core(manager, "first version") == "v1\n" + SEP
+        journal(tmp_path, "a_first.py", "First", version="v2")  # the same size
+        os.utime(tmp_path / "a_first.py", ns=(stamp, stamp))
+        assert await ask_core(manager, "restart") == "restarted: first\n" + SEP
+        assert await ask_core(manager, "first version") == "v2\n" + SEP
+    finally:
+        await manager.stop()
+    assert not (tmp_path / "__pycache__").exists()  # nothing written beside the admin's files
 
 
 async def test_restart_one_service(started):
