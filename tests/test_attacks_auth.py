@@ -250,7 +250,7 @@ async def test_brute_force_is_refused_unchecked_and_the_right_password_works_aft
             pytest.fail("the right password never worked")
         print(f"[brute force] the right password worked {waited:.2f} s after the last failure "
               f"({refused_right} tries refused before)")
-        assert waited >= 0.4  # the server's 0.5 s, less our read of its last failure
+        assert waited >= 0.3  # the server's 0.5 s, less our read of its last failure (a margin)
         assert len(record["checked"]) == counts["checked"] + 1  # the right one, once
         assert not server.manager.shutdown_requested.is_set() and not server.shutting_down
 

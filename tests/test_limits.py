@@ -115,12 +115,12 @@ async def _until(condition):
 # -- time-outs ------------------------------------------------------------------------------
 
 async def test_an_idle_connection_is_told_and_closed():
-    async with running_server(idle_timeout=0.3) as server:
+    async with running_server(idle_timeout=0.5) as server:
         client = await LineClient.connect(server.address[1])
         try:
-            assert await client.ask("testsvc sleep 0.6") == "slept 0.6\n" + SEP  # busy: not idle
+            assert await client.ask("testsvc sleep 0.8") == "slept 0.8\n" + SEP  # busy: not idle
             assert await client.read_all() == \
-                b"ERROR: idle for 0.3 s; closing the connection\n" + SEP_LINE
+                b"ERROR: idle for 0.5 s; closing the connection\n" + SEP_LINE
         finally:
             await client.close()
 
@@ -220,7 +220,7 @@ async def test_a_stale_socket_is_replaced_but_a_live_one_or_a_file_is_not(tmp_pa
 async def test_real_clients_reach_the_unix_socket(tmp_path, tool):
     need(tool)
     path = tmp_path / "s.sock"
-    command = {"nc": ["nc", "-U", str(path)], "socat": ["socat", "-", f"UNIX-CONNECT:{path}"]}
+    command = {"nc": ["nc", "-U", str(path)], "socat": ["socat", "-t", "5", "-", f"UNIX-CONNECT:{path}"]}
     async with running_server(unix_socket=str(path), tcp=False):
         process = await asyncio.create_subprocess_exec(
             *command[tool], stdin=subprocess.PIPE, stdout=subprocess.PIPE)

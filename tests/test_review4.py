@@ -215,7 +215,7 @@ async def test_bug_an_idle_refusal_repeats_forever_and_starves_the_send_timeout(
     be refused once, and then only need to flush within send_timeout or be
     aborted."""
     settings = {"services": services_with(tmp_path, blob=BLOB),
-                "idle_timeout": 0.2, "send_timeout": 0.5, "shutdown_timeout": 1.0}
+                "idle_timeout": 0.2, "send_timeout": 1.0, "shutdown_timeout": 1.0}
     with Records("smanager.limits") as seen:
         async with running_server(**settings) as server:
             client = await LineClient.connect(server.address[1])
@@ -261,8 +261,8 @@ async def test_bug_the_send_timeout_drops_a_client_that_reads_steadily(tmp_path)
     of big chunks steadily at 10 MB/s is seen with a larger buffer at every
     sweep and dropped as "output unread".  Progress should be counted as bytes
     that left the buffer (or resume_writing calls) since the last sweep."""
-    settings = {"services": services_with(tmp_path, blob=BLOB), "send_timeout": 0.2}
-    n, kib, rate = 40, 512, 10e6  # 20 MiB at 10 MB/s: about 2 s
+    settings = {"services": services_with(tmp_path, blob=BLOB), "send_timeout": 0.5}
+    n, kib, rate = 40, 512, 10e6  # 20 MiB at 10 MB/s: about 2 s, four send time-outs
     want = n * kib * 1024 + len(SEP_LINE)
     async with running_server(**settings) as server:
         client = await LineClient.connect(server.address[1])
@@ -292,13 +292,13 @@ async def test_bug_the_send_timeout_drops_a_client_that_reads_steadily(tmp_path)
 async def test_idle_time_does_not_run_during_a_stream_or_queued_lines():
     """Pin: a stream longer than idle_timeout, and lines waiting behind a slow
     one, keep a connection that sends nothing alive."""
-    async with running_server(idle_timeout=0.3) as server:
+    async with running_server(idle_timeout=0.5) as server:
         client = await LineClient.connect(server.address[1])
         try:
-            assert await client.ask("testsvc count 6 0.1") == "1\n2\n3\n4\n5\n6\n" + SEP
-            await client.send("testsvc sleep 0.25\ntestsvc sleep 0.25\ntestsvc add 1 1")
+            assert await client.ask("testsvc count 6 0.15") == "1\n2\n3\n4\n5\n6\n" + SEP
+            await client.send("testsvc sleep 0.35\ntestsvc sleep 0.35\ntestsvc add 1 1")
             assert [await client.reply() for _ in range(3)] == \
-                [b"slept 0.25\n" + SEP_LINE] * 2 + [b"2\n" + SEP_LINE]
+                [b"slept 0.35\n" + SEP_LINE] * 2 + [b"2\n" + SEP_LINE]
         finally:
             await client.close()
 
