@@ -85,7 +85,7 @@ class Pipeline:
         self.closing = True
         self.queue.clear()
         if self._job is None:
-            tls.close(self.transport)
+            self._close()
         else:
             self.flow.stop_for_good()
 
@@ -125,7 +125,11 @@ class Pipeline:
             if acting:
                 eager.stop_acting(self.worker)
         if self.closing or self.finish_then_close:
-            tls.close(self.transport)
+            self._close()
+
+    def _close(self):
+        self.closing = True  # closing may read the client's last bytes: they run nothing
+        tls.close(self.transport)
 
     def answer_remembered(self, data):
         """The fastest lane: ``data`` is one whole line the catalog remembers
@@ -152,7 +156,7 @@ class Pipeline:
         if job is not None:
             self._hand_over(job)
         elif self.closing:
-            tls.close(self.transport)
+            self._close()
         return True
 
     def _begin(self, raw):
@@ -244,7 +248,7 @@ class Pipeline:
             log.exception("%s: connection worker failed", self.peer.address)
         finally:
             self.worker = None
-            tls.close(self.transport)
+            self._close()
 
     async def _finish(self, job):
         self._running = True

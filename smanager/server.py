@@ -122,7 +122,9 @@ class Server:
         try:
             secure = await asyncio.get_running_loop().start_tls(
                 transport, connection, self.tls_context, server_side=True,
-                ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
+                ssl_handshake_timeout=HANDSHAKE_TIMEOUT,
+                # A client that will not answer our close_notify is unread output.
+                ssl_shutdown_timeout=self.config.send_timeout)
         except BaseException as exc:  # start_tls has closed the transport
             connection.release()  # and asyncio calls no connection_lost for it
             if not isinstance(exc, (OSError, TimeoutError)):

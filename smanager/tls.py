@@ -42,8 +42,15 @@ def peer_user(transport):
 
 
 def close(transport):
-    """Close a transport once.  asyncio's TLS transport, closed a second time,
-    drops its TLS state, and the client's close_notify then fails inside
-    asyncio; a plain transport ignores the second close anyway."""
+    """Close a transport so that asyncio's TLS can finish its side:
+
+    - once: closed a second time, it drops its TLS state, and the client's
+      close_notify then fails inside asyncio;
+    - reading: if the client's end (a FIN without close_notify) came while we
+      had stopped reading, it waits, with no time-out, for reading to resume.
+      What it reads then is ignored: the caller no longer runs anything.
+
+    A plain transport is indifferent to both."""
     if not transport.is_closing():
+        transport.resume_reading()
         transport.close()
