@@ -88,7 +88,8 @@ class Connection(asyncio.BufferedProtocol):
             return  # lost in the moment between its handshake and now
         manager = self.server.manager
         self.transport, self.raw = transport, raw
-        peername = transport.get_extra_info("peername")
+        # The TCP transport keeps it; the TLS one forgets it once lost.
+        peername = (raw or transport).get_extra_info("peername")
         self.peer = Peer(format_address(peername) if peername else "unix", self.admitted,
                          tls.peer_user(transport))
         self.lines = Pipeline(manager, self.peer, transport, self.server.audit)
@@ -147,8 +148,9 @@ class Connection(asyncio.BufferedProtocol):
         return self.transport.get_extra_info("sslcontext") is None
 
     def release(self):
-        """Count the connection out of the caps, once. asyncio does not call
-        connection_lost for a TLS handshake that fails, so the handshake does."""
+        """Count the connection out of the caps, once.  asyncio calls no
+        connection_lost for a TLS handshake that times out, is reset or is
+        cancelled (only for some that fail), so the handshake calls this too."""
         if self.admitted is not None:
             self.server.admission.release(self.admitted)
             self.admitted = None

@@ -10,6 +10,9 @@
 4. A client that leaves our output unread for ``send_timeout`` seconds is
    dropped: nothing more can be sent to it, and what it left unread is freed.
    (Until then it holds at most one reply: see pipeline.py and flow.py.)
+   A connection we are closing is dropped likewise once it has made no
+   progress for that long: its client neither reads the rest nor, under TLS,
+   answers our close_notify.
 5. A connection that must log in and has not, ``login_timeout`` seconds
    after it connected, is told so and closed.
 
@@ -69,15 +72,15 @@ class Admission:
 class Watch:
     """What the sweep last saw of one connection, to tell progress from none."""
 
-    __slots__ = ("idle_since", "line_since", "lines", "opened", "reads", "refused", "resumes",
-                 "stalled_since", "unsent")
+    __slots__ = ("closing_since", "idle_since", "line_since", "lines", "opened", "reads",
+                 "refused", "resumes", "stalled_since", "unsent")
 
     def __init__(self, now):
         self.opened = now
         self.reads, self.idle_since = -1, now
         self.lines, self.line_since = -1, None
         self.resumes, self.stalled_since = -1, None
-        self.unsent = 0
+        self.unsent, self.closing_since = 0, None
         self.refused = False  # told to go: it only gets send_timeout to take its last words
 
 
@@ -112,9 +115,16 @@ def check(connection, now, config):
     # Rule 4 first: it is the only one left for a connection already refused.
     # Under TLS, one big reply can sit whole in the TCP transport beneath,
     # where the TLS transport's flow control never sees it: watch that too.
-    unsent = connection.raw.get_write_buffer_size() if connection.raw is not None else 0
+    unsent = (connection.raw or connection.transport).get_write_buffer_size()
     stalled = flow.write_paused or unsent > STALLED_BYTES
     took_some, watch.unsent = unsent < watch.unsent, unsent
+    if connection.transport.is_closing():
+        if took_some or watch.closing_since is None:
+            watch.closing_since = now
+        elif now - watch.closing_since >= config.send_timeout:
+            return (f"closing, and no progress for {config.send_timeout:g} s "
+                    "(the rest unread, or our close unanswered); dropping the client"), False
+        return None
     if not stalled or flow.resumes != watch.resumes or took_some:
         watch.resumes, watch.stalled_since = flow.resumes, None  # the client reads
         if watch.refused:

@@ -21,6 +21,7 @@ from .manager import Manager
 
 log = logging.getLogger("smanager.server")
 RECEIVE_BUFFER = 65536  # bytes read from a client at a time
+CLOSE_BACKSTOP = 3600.0  # seconds
 HANDSHAKE_TIMEOUT = 10.0  # seconds a TLS client has to finish its handshake
 
 
@@ -123,10 +124,12 @@ class Server:
             secure = await asyncio.get_running_loop().start_tls(
                 transport, connection, self.tls_context, server_side=True,
                 ssl_handshake_timeout=HANDSHAKE_TIMEOUT,
-                # A client that will not answer our close_notify is unread output.
-                ssl_shutdown_timeout=self.config.send_timeout)
+                # asyncio's is a deadline on the whole close, reply included: it
+                # would cut off a big reply read steadily.  The sweep ends closes
+                # that make no progress (limits.py); this is only a backstop.
+                ssl_shutdown_timeout=CLOSE_BACKSTOP)
         except BaseException as exc:  # start_tls has closed the transport
-            connection.release()  # and asyncio calls no connection_lost for it
+            connection.release()  # asyncio may call no connection_lost for it
             if not isinstance(exc, (OSError, TimeoutError)):
                 raise  # cancelled by shutdown, or a bug for the log
             log.debug("TLS handshake failed: %s", exc)

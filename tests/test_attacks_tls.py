@@ -354,6 +354,47 @@ async def test_a_tls_client_that_stops_reading_is_dropped_by_the_send_timeout(
     assert errors_logged() == []
 
 
+@pytest.mark.parametrize("over", ["tls", "tcp"])
+async def test_a_client_reading_a_big_reply_steadily_after_quit_gets_all_of_it(
+        pki, tmp_path, errors_logged, over):
+    """A reply of 12 MiB (more than loopback's socket buffers hold), then quit,
+    read steadily at 12 MB/s: about three send time-outs of closing.  A close
+    that makes progress is not cut short (asyncio's own shutdown time-out is a
+    deadline on the whole close, so it cannot be ours)."""
+    settings = {**tls_settings(pki), "services": services_with(tmp_path, blob=BLOB),
+                "send_timeout": 0.3}
+    kib, rate = 12 * 1024, 12e6
+    want = kib * 1024 + len(SEP_LINE) + len(b"bye\n") + len(SEP_LINE)
+    if over == "tcp":
+        del settings["tls_cert"], settings["tls_key"]
+    async with running_server(**settings) as server:
+        if over == "tls":
+            client = await tls_client(server.address[1], pki)
+        else:
+            client = await LineClient.connect(server.address[1])
+        try:
+            await client.send(f"blob blob {kib}\nquit\n")
+            total, began = 0, time.monotonic()
+            for _ in range(100_000):  # bounded: 1 s of 1 ms steps, and the reads
+                allowed = rate * (time.monotonic() - began) - total
+                if allowed < 4096:
+                    await asyncio.sleep(0.001)  # the pace of this client
+                    continue
+                try:
+                    data = await asyncio.wait_for(
+                        client.reader.read(int(min(allowed, 65536))), TIMEOUT)
+                except (ConnectionError, ssl.SSLError):
+                    data = b""
+                if not data:
+                    break
+                total += len(data)
+        finally:
+            client.writer.transport.abort()
+        assert total == want, f"cut off after {total} of {want} bytes"
+        assert await until(lambda: counted_out(server))
+    assert errors_logged() == []
+
+
 # -- the time-outs, seen through TLS --------------------------------------------------------------------
 
 async def test_the_idle_timeout_is_told_through_tls_and_closes(pki, errors_logged):
