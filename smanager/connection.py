@@ -191,8 +191,7 @@ class Connection(asyncio.BufferedProtocol):
             return
         if self.lines_seen == 0 and protocol.looks_like_http(raw):
             log.warning("%s sent an HTTP request; closed unanswered", self.peer.address)
-            self.lines.closing = True
-            tls.close(self.transport)
+            self.lines.close()
             return
         self.lines_seen += 1
         self._cancel_oneshot()

@@ -116,7 +116,6 @@ def check(connection, now, config):
     # Under TLS, one big reply can sit whole in the TCP transport beneath,
     # where the TLS transport's flow control never sees it: watch that too.
     unsent = (connection.raw or connection.transport).get_write_buffer_size()
-    stalled = flow.write_paused or unsent > STALLED_BYTES
     took_some, watch.unsent = unsent < watch.unsent, unsent
     if connection.transport.is_closing():
         if took_some or watch.closing_since is None:
@@ -125,6 +124,7 @@ def check(connection, now, config):
             return (f"closing, and no progress for {config.send_timeout:g} s "
                     "(the rest unread, or our close unanswered); dropping the client"), False
         return None
+    stalled = flow.write_paused or unsent > STALLED_BYTES
     if not stalled or flow.resumes != watch.resumes or took_some:
         watch.resumes, watch.stalled_since = flow.resumes, None  # the client reads
         if watch.refused:

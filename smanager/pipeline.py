@@ -85,7 +85,7 @@ class Pipeline:
         self.closing = True
         self.queue.clear()
         if self._job is None:
-            self._close()
+            self.close()
         else:
             self.flow.stop_for_good()
 
@@ -125,9 +125,10 @@ class Pipeline:
             if acting:
                 eager.stop_acting(self.worker)
         if self.closing or self.finish_then_close:
-            self._close()
+            self.close()
 
-    def _close(self):
+    def close(self):
+        """Close the connection now; nothing more runs."""
         self.closing = True  # closing may read the client's last bytes: they run nothing
         tls.close(self.transport)
 
@@ -156,7 +157,7 @@ class Pipeline:
         if job is not None:
             self._hand_over(job)
         elif self.closing:
-            self._close()
+            self.close()
         return True
 
     def _begin(self, raw):
@@ -248,7 +249,7 @@ class Pipeline:
             log.exception("%s: connection worker failed", self.peer.address)
         finally:
             self.worker = None
-            self._close()
+            self.close()
 
     async def _finish(self, job):
         self._running = True

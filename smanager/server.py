@@ -176,7 +176,7 @@ class Server:
         """Close every connection; abort those whose client will not read the rest."""
         self._all_closed = asyncio.Event()
         for connection in list(self.connections):
-            tls.close(connection.transport)
+            connection.lines.close()
         if self.connections:
             try:
                 await asyncio.wait_for(self._all_closed.wait(), timeout)

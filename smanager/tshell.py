@@ -27,7 +27,7 @@ import sys
 from . import fleet, tls
 from .cli import OneLineParser, UsageError
 from .client import Client, ClientError
-from .client.blocking import DEFAULT_TIMEOUT
+from .client.common import DEFAULT_TIMEOUT
 from .client.common import request_bytes, text_of
 from .config import DEFAULT_HOST, DEFAULT_PORT
 from .shell import RED, RESET, Shell, default_history_file

@@ -21,7 +21,7 @@ import pytest
 from conftest import SEP_LINE, TIMEOUT, LineClient, need, running_server
 from test_access import make_users
 from test_attacks_auth import until
-from test_review4 import BLOB, services_with
+from test_review4 import BLOB, read_steadily, services_with
 from test_tls import client_ssl, openssl, tls_settings
 
 import smanager.server
@@ -374,20 +374,7 @@ async def test_a_client_reading_a_big_reply_steadily_after_quit_gets_all_of_it(
             client = await LineClient.connect(server.address[1])
         try:
             await client.send(f"blob blob {kib}\nquit\n")
-            total, began = 0, time.monotonic()
-            for _ in range(100_000):  # bounded: 1 s of 1 ms steps, and the reads
-                allowed = rate * (time.monotonic() - began) - total
-                if allowed < 4096:
-                    await asyncio.sleep(0.001)  # the pace of this client
-                    continue
-                try:
-                    data = await asyncio.wait_for(
-                        client.reader.read(int(min(allowed, 65536))), TIMEOUT)
-                except (ConnectionError, ssl.SSLError):
-                    data = b""
-                if not data:
-                    break
-                total += len(data)
+            total = await read_steadily(client.reader, rate, want)
         finally:
             client.writer.transport.abort()
         assert total == want, f"cut off after {total} of {want} bytes"

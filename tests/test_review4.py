@@ -145,6 +145,27 @@ def services_with(tmp_path, **sources):
     return [str(FIXTURE_SERVICES), str(tmp_path)]
 
 
+async def read_steadily(reader, rate, want):
+    """Read ``want`` bytes at ``rate`` bytes a second, as a slow but steady
+    client does, or until the server closes; how many came."""
+    total, began = 0, time.monotonic()
+    for _ in range(100_000):  # bounded: seconds of 1 ms steps, and the reads
+        if total >= want:
+            break
+        allowed = rate * (time.monotonic() - began) - total
+        if allowed < 4096:
+            await asyncio.sleep(0.001)  # the pace of this client
+            continue
+        try:
+            data = await asyncio.wait_for(reader.read(int(min(allowed, 65536))), TIMEOUT)
+        except (ConnectionError, ssl.SSLError):
+            data = b""
+        if not data:
+            break
+        total += len(data)
+    return total
+
+
 def reset(client):
     """Drop a LineClient with a TCP RST, as a crashed or hostile client does."""
     sock = client.writer.get_extra_info("socket")
@@ -268,22 +289,7 @@ async def test_bug_the_send_timeout_drops_a_client_that_reads_steadily(tmp_path)
         client = await LineClient.connect(server.address[1])
         try:
             await client.send(f"blob chunks {n} {kib}")
-            total, began = 0, time.monotonic()
-            for _ in range(100_000):  # bounded: 2 s of 1 ms steps, and the reads
-                if total >= want:
-                    break
-                allowed = rate * (time.monotonic() - began) - total
-                if allowed < 4096:
-                    await asyncio.sleep(0.001)  # the pace of this client
-                    continue
-                try:
-                    data = await asyncio.wait_for(
-                        client.reader.read(int(min(allowed, 65536))), TIMEOUT)
-                except ConnectionError:
-                    data = b""
-                if not data:
-                    break
-                total += len(data)
+            total = await read_steadily(client.reader, rate, want)
         finally:
             await client.close()
     assert total >= want, f"dropped after {total} of {want} bytes, read at {rate / 1e6:g} MB/s"

@@ -16,22 +16,16 @@ import contextlib
 from ..config import DEFAULT_HOST, DEFAULT_PORT
 from ..passwords import ClientLogin
 from . import common
-from .blocking import DEFAULT_TIMEOUT
 from .common import ClientError, CommandFailed, ConnectionLost, TimedOut
 
 
-class AsyncClient:
-    def __init__(self, host=DEFAULT_HOST, port=DEFAULT_PORT, *, timeout=DEFAULT_TIMEOUT,
+class AsyncClient(common.Endpoint):
+    def __init__(self, host=DEFAULT_HOST, port=DEFAULT_PORT, *, timeout=common.DEFAULT_TIMEOUT,
                  ssl=None, user=None, password=None):
-        self.host, self.port, self.timeout = host, port, timeout
-        self.user, self.password = user, password  # logged in as on every (re)connection
-        self.ssl = ssl  # an ssl.SSLContext (smanager.tls.client_context) for a TLS server
-        self.where = common.format_address(host, port)
-        self.banner_services = []
+        super().__init__(host, port, timeout=timeout, ssl=ssl, user=user, password=password)
         self._reader = self._writer = None
         self._turn = asyncio.Lock()  # one request at a time on the connection
         self._holder = None  # the Exchange that has the turn
-        self._index = {}
 
     @property
     def connected(self):
@@ -39,7 +33,7 @@ class AsyncClient:
 
     async def connect(self):
         await self.close()
-        self._index.clear()  # a new connection may be a new version of the server
+        self.refresh()  # a new connection may be a new version of the server
         try:
             async with asyncio.timeout(self.timeout):
                 self._reader, self._writer = await asyncio.open_connection(
@@ -155,9 +149,6 @@ class AsyncClient:
 
     async def commands(self, service):
         return (await self._terse(service))["COMMANDS"]
-
-    def refresh(self):
-        self._index.clear()
 
     async def _terse(self, topic):
         if topic not in self._index:

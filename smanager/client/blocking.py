@@ -20,24 +20,18 @@ from ..passwords import ClientLogin
 from . import common
 from .common import ClientError, CommandFailed, ConnectionLost, TimedOut
 
-DEFAULT_TIMEOUT = 30.0  # seconds to connect, and to wait for each line of a reply
 DRAIN_TIMEOUT = 5.0  # after Ctrl-C, seconds to wait for the end of the reply
 
 
-class Client:
+class Client(common.Endpoint):
     """A connection to one smanager server.  Subclass it to give a
     deployment's commands names of their own (see the README)."""
 
-    def __init__(self, host=DEFAULT_HOST, port=DEFAULT_PORT, *, timeout=DEFAULT_TIMEOUT,
+    def __init__(self, host=DEFAULT_HOST, port=DEFAULT_PORT, *, timeout=common.DEFAULT_TIMEOUT,
                  ssl=None, user=None, password=None):
-        self.host, self.port, self.timeout = host, port, timeout
-        self.user, self.password = user, password  # logged in as on every (re)connection
-        self.ssl = ssl  # an ssl.SSLContext (smanager.tls.client_context) for a TLS server
-        self.where = common.format_address(host, port)
-        self.banner_services = []
+        super().__init__(host, port, timeout=timeout, ssl=ssl, user=user, password=password)
         self._sock = None
         self._buffer = bytearray()
-        self._index = {}  # help topic -> `help -s` fields, until refresh()
         self._open = None  # the exchange of the latest request, maybe unfinished
 
     # -- connection ----------------------------------------------------------------
@@ -49,7 +43,7 @@ class Client:
     def connect(self):
         """Connect and read the greeting (done for you by the first request)."""
         self.close()
-        self._index.clear()  # a new connection may be a new version of the server
+        self.refresh()  # a new connection may be a new version of the server
         try:
             self._sock = socket.create_connection((self.host, self.port), self.timeout)
             if self.ssl is not None:
@@ -184,10 +178,6 @@ class Client:
     def commands(self, service):
         """A service's commands (from ``help -s SERVICE``); CommandFailed if unknown."""
         return self._terse(service)["COMMANDS"]
-
-    def refresh(self):
-        """Forget the cached help index (after a restart added or removed commands)."""
-        self._index.clear()
 
     def _terse(self, topic):
         if topic not in self._index:

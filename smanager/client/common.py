@@ -18,12 +18,31 @@ import shlex
 import socket
 from dataclasses import dataclass, field
 
-from ..config import DEFAULT_PORT
+from ..config import DEFAULT_HOST, DEFAULT_PORT
 from ..protocol import BANNER_RULE, SEPARATOR, to_text
 
 INTERRUPT = b"\xff\xf4"  # telnet IAC IP
 MAX_LINE = 64 * 1024 * 1024  # a reply line longer than this is not from an smanager
 BANNER_LINES = 100_000
+DEFAULT_TIMEOUT = 30.0  # seconds to connect, and to wait for each line of a reply
+
+
+class Endpoint:
+    """What both clients keep of their server: where it is, how to reach it and
+    log in, and the help index they cache."""
+
+    def __init__(self, host=DEFAULT_HOST, port=DEFAULT_PORT, *, timeout=DEFAULT_TIMEOUT,
+                 ssl=None, user=None, password=None):
+        self.host, self.port, self.timeout = host, port, timeout
+        self.user, self.password = user, password  # logged in as on every (re)connection
+        self.ssl = ssl  # an ssl.SSLContext (smanager.tls.client_context) for a TLS server
+        self.where = format_address(host, port)
+        self.banner_services = []
+        self._index = {}  # help topic -> `help -s` fields, until refresh()
+
+    def refresh(self):
+        """Forget the cached help index (after a restart added or removed commands)."""
+        self._index.clear()
 
 
 class ClientError(Exception):
