@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from smanager import fleet  # noqa: E402 - after the path is set
+from smanager.client import fleet  # noqa: E402 - after the path is set
 from smanager.client import Client  # noqa: E402
 
 SERVICE = '''import asyncio
@@ -58,7 +58,7 @@ def delays(count):
 async def serve(count, directory):
     """Child: start the servers, print their ports, stay until stdin closes."""
     from smanager.config import Config
-    from smanager.server import Server
+    from smanager.server.server import Server
     servers = []
     for delay in delays(count):
         config = Config(host="127.0.0.1", port=0, no_default_services=True,

@@ -4,9 +4,9 @@ A service author needs only ``from smanager import SService``; see
 smanager.commands for the rules that turn its methods into commands.
 """
 
-from .commands import filtered
-from .errors import CommandError
-from .levels import level
+from .core.commands import filtered
+from .wire.errors import CommandError
+from .auth.levels import level
 from .service import Session, SService
 
 __version__ = "0.1.0"

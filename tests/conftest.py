@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from smanager.config import Config, bundled_services_dir
-from smanager.manager import Manager, Peer
-from smanager.protocol import SEPARATOR, parse_line, render_reply
-from smanager.server import Server
+from smanager.core.manager import Manager, Peer
+from smanager.wire.protocol import SEPARATOR, parse_line, render_reply
+from smanager.server.server import Server
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE_SERVICES = Path(__file__).resolve().parent / "fixture_services"

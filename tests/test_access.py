@@ -11,15 +11,16 @@ from pathlib import Path
 import pytest
 from conftest import FIXTURE_SERVICES, ROOT, TIMEOUT, ask_core, started_manager
 
-from smanager import levels, passwords, users, users_cli
-from smanager.access import Access
+from smanager.auth import levels, scram as passwords, users
+from smanager.cli import users as users_cli
+from smanager.auth.access import Access
 from smanager.client import AsyncClient, Client, LoginFailed
-from smanager.commands import command_from_function, commands_of
+from smanager.core.commands import command_from_function, commands_of
 from smanager.config import bundled_services_dir
-from smanager.levels import Level
-from smanager.login import Backoff
-from smanager.manager import Peer
-from smanager.protocol import SEPARATOR
+from smanager.auth.levels import Level
+from smanager.auth.login import Backoff
+from smanager.core.manager import Peer
+from smanager.wire.protocol import SEPARATOR
 
 FAST = passwords.MIN_ITERATIONS  # PBKDF2 iterations for tests: the least allowed
 SEP = SEPARATOR + "\n"
@@ -200,7 +201,7 @@ def test_a_level_set_by_hand_must_be_one():
 
 
 def test_the_builtins_levels():
-    from smanager.builtins import Builtins
+    from smanager.core.builtins import Builtins
     table = commands_of(Builtins)
     assert {name: str(command.level) for name, command in table.items()} == {
         "auth": "none", "challenge": "none", "exit": "none", "help": "read", "kill": "admin",
@@ -250,7 +251,7 @@ def test_backoff_counts_an_ipv6_64_as_one_address_and_never_overflows():
 
 
 def test_backoff_forgets_quiet_addresses_and_stays_bounded(monkeypatch):
-    monkeypatch.setattr("smanager.login.MAX_ADDRESSES", 100)
+    monkeypatch.setattr("smanager.auth.login.MAX_ADDRESSES", 100)
     now = [0.0]
     backoff = Backoff(max_delay=60.0, clock=lambda: now[0])
     for number in range(500):
@@ -546,7 +547,7 @@ async def test_the_allowance_holds_at_every_level_and_only_for_the_command_named
 
 
 def test_a_login_line_that_does_not_bind_is_written_down_masked():
-    from smanager.builtins import Builtins
+    from smanager.core.builtins import Builtins
     login = commands_of(Builtins)["login"]
     assert login.filtered(["alice", "s3cret"], "F") == ["alice", "F"]
     assert login.filtered(["alice", "user=s3cret"], "F") == ["F", "F"]

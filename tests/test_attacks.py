@@ -27,7 +27,7 @@ import time
 import pytest
 
 from conftest import FIXTURE_SERVICES, SEP_LINE, TIMEOUT, LineClient, running_server
-from smanager.framing import OVERFLOW, LineFramer
+from smanager.wire.framing import OVERFLOW, LineFramer
 from smanager.service import State
 from test_robustness import check_reply, hostile_line, unexpected_errors
 

@@ -24,7 +24,7 @@ from test_attacks_auth import until
 from test_review4 import BLOB, read_steadily, services_with
 from test_tls import client_ssl, openssl, tls_settings
 
-import smanager.server
+import smanager.server.server
 
 SEP = SEP_LINE.decode()
 RESET_ON_CLOSE = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends a reset
@@ -230,7 +230,7 @@ async def test_a_flood_of_silent_hellos_is_capped_and_every_place_comes_back(
         port = server.address[1]
         for round_ in ("reset", "time-out"):
             if round_ == "time-out":
-                monkeypatch.setattr(smanager.server, "HANDSHAKE_TIMEOUT", 0.5)
+                monkeypatch.setattr(smanager.server.server, "HANDSHAKE_TIMEOUT", 0.5)
             held = []
             for source in ("127.0.0.1",) * 3 + ("127.0.0.2",):
                 held.append(await RawTLS.connect(port, pki, source=source))
@@ -258,7 +258,7 @@ async def test_a_client_hello_dripped_a_byte_at_a_time_cannot_outlast_the_time_o
         pki, monkeypatch, errors_logged):
     """Progress does not extend the handshake: a ClientHello sent a byte every
     50 ms is cut off at the handshake time-out (0.5 s), and its place comes back."""
-    monkeypatch.setattr(smanager.server, "HANDSHAKE_TIMEOUT", 0.5)
+    monkeypatch.setattr(smanager.server.server, "HANDSHAKE_TIMEOUT", 0.5)
     async with running_server(**tls_settings(pki)) as server:
         client = await RawTLS.connect(server.address[1], pki)
         try:
@@ -306,7 +306,7 @@ async def test_garbage_instead_of_a_client_hello_is_closed_quietly(
     """Whatever arrives instead of a ClientHello: the connection is closed (by the
     TLS library's verdict, else by the handshake time-out), no plaintext of ours
     is sent, nothing is logged as an error, and the place comes back."""
-    monkeypatch.setattr(smanager.server, "HANDSHAKE_TIMEOUT", 0.5)
+    monkeypatch.setattr(smanager.server.server, "HANDSHAKE_TIMEOUT", 0.5)
     async with running_server(**tls_settings(pki), max_connections_per_address=1) as server:
         port = server.address[1]
         reader, writer = await asyncio.open_connection("127.0.0.1", port)

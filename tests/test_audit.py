@@ -5,7 +5,7 @@ import re
 import pytest
 
 from conftest import FIXTURE_SERVICES, SEP_LINE, LineClient, running_server
-from smanager.commands import command_from_function, filtered
+from smanager.core.commands import command_from_function, filtered
 from smanager.config import ConfigError
 
 SECRETS = '''from smanager import SService, filtered

@@ -10,7 +10,7 @@ import textwrap
 import pytest
 
 from conftest import FIXTURE_SERVICES, ROOT, TIMEOUT
-from smanager.cli import make_config
+from smanager.cli.main import make_config
 from smanager.config import Config
 
 SEP = "-" * 50 + "\n"
@@ -58,7 +58,7 @@ def test_flags_beat_the_config_file_which_beats_defaults(tmp_path):
 
 
 def test_every_flag_has_a_config_key():
-    flags = {a.dest for a in __import__("smanager.cli", fromlist=["x"]).build_parser()._actions}
+    flags = {a.dest for a in __import__("smanager.cli.main", fromlist=["x"]).build_parser()._actions}
     keys = set(Config.__dataclass_fields__)
     assert flags - {"help", "version", "config"} <= keys
     assert keys - flags == {"service"}  # tables of service options exist only in the file

@@ -11,16 +11,7 @@ import threading
 import pytest
 
 from conftest import TIMEOUT, running_server
-from smanager.client import (
-    AsyncClient,
-    CannotConnect,
-    Client,
-    ClientError,
-    CommandFailed,
-    ConnectionLost,
-    TimedOut,
-    parse_address,
-)
+from smanager.client import AsyncClient, CannotConnect, Client, ClientError, CommandFailed, ConnectionLost, TimedOut, parse_address
 from smanager.client.common import request_bytes
 
 

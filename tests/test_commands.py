@@ -3,8 +3,8 @@
 import pytest
 
 from smanager import SService
-from smanager.commands import Kind, commands_of
-from smanager.errors import ArgumentError
+from smanager.core.commands import Kind, commands_of
+from smanager.wire.errors import ArgumentError
 
 
 class Sample(SService):

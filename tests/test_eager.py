@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from smanager.eager import act_as, resume, stop_acting
+from smanager.core.eager import act_as, resume, stop_acting
 
 
 class Done:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from smanager import fleet
+from smanager.client import fleet
 from smanager.client import Reply
 from test_client_library import closed_port
 from test_tshell import tshell

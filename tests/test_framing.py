@@ -2,9 +2,7 @@
 
 import pytest
 
-from smanager.framing import (
-    DO, DONT, INTERRUPT, IAC, OVERFLOW, SB, SE, WILL, WONT, LineFramer, TelnetAnswer,
-)
+from smanager.wire.framing import DO, DONT, INTERRUPT, IAC, OVERFLOW, SB, SE, WILL, WONT, LineFramer, TelnetAnswer
 
 
 def feed_all(chunks, max_line=100):

@@ -3,7 +3,7 @@
 import pytest
 
 from conftest import ask_core, started_manager
-from smanager.protocol import SEPARATOR
+from smanager.wire.protocol import SEPARATOR
 
 SEP = SEPARATOR + "\n"
 RULED = "-" + SEPARATOR + "\n"  # a body line of 50 dashes, dash-stuffed on the wire

@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from smanager.formats import Json, Text
-from smanager.runner import Reply
+from smanager.wire.formats import Json, Text
+from smanager.core.runner import Reply
 
 from conftest import SEP_LINE, TIMEOUT, LineClient, ask_core, started_manager
 

@@ -8,9 +8,9 @@ import pytest
 
 from conftest import ask_core
 from smanager import SService
-from smanager.lifecycle import start_service, stop_service
-from smanager.manager import Manager
-from smanager.protocol import SEPARATOR
+from smanager.core.lifecycle import start_service, stop_service
+from smanager.core.manager import Manager
+from smanager.wire.protocol import SEPARATOR
 from smanager.service import State
 
 SEP = SEPARATOR + "\n"

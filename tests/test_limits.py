@@ -14,9 +14,9 @@ import pytest
 
 from conftest import ROOT, SEP_LINE, TIMEOUT, LineClient, need, running_server
 from conftest import config as server_config
-from smanager import limits
+from smanager.server import limits
 from smanager.config import ConfigError
-from smanager.server import Server
+from smanager.server.server import Server
 
 SEP = SEP_LINE.decode()
 

@@ -9,8 +9,8 @@ import pytest
 
 from conftest import FIXTURE_SERVICES, ask_core, started_manager
 from smanager.config import bundled_services_dir
-from smanager.manager import Manager, Peer
-from smanager.protocol import SEPARATOR, parse_line
+from smanager.core.manager import Manager, Peer
+from smanager.wire.protocol import SEPARATOR, parse_line
 
 SEP = SEPARATOR + "\n"
 

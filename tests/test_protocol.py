@@ -2,8 +2,8 @@
 
 import pytest
 
-from smanager import errors, protocol
-from smanager.protocol import SEPARATOR, ParseError, Request, parse_line
+from smanager.wire import errors, protocol
+from smanager.wire.protocol import SEPARATOR, ParseError, Request, parse_line
 
 SEP = SEPARATOR + "\n"
 

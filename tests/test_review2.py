@@ -22,15 +22,15 @@ import pytest
 
 from conftest import FIXTURE_SERVICES, SEP_LINE, TIMEOUT, LineClient, running_server, \
     started_manager
-from smanager import errors
+from smanager.wire import errors
 from smanager.config import Config, bundled_services_dir
-from smanager.connection import Connection
-from smanager.framing import OVERFLOW, LineFramer
-from smanager.lifecycle import stop_service
-from smanager.manager import Peer
-from smanager.pipeline import Pipeline
-from smanager.protocol import SEPARATOR, render_reply
-from smanager.runner import Reply
+from smanager.server.connection import Connection
+from smanager.wire.framing import OVERFLOW, LineFramer
+from smanager.core.lifecycle import stop_service
+from smanager.core.manager import Peer
+from smanager.server.pipeline import Pipeline
+from smanager.wire.protocol import SEPARATOR, render_reply
+from smanager.core.runner import Reply
 
 SEP = SEPARATOR + "\n"
 IAC, IP, DO, WILL, TM = 255, 244, 253, 251, 6
@@ -40,7 +40,7 @@ QUICK = 2.0  # seconds: the bound on any reply a test expects "now"
 REVIEW_SERVICE = '''
 import asyncio
 from smanager import SService
-from smanager.runner import Reply
+from smanager.core.runner import Reply
 
 
 class Rev(SService):

@@ -28,12 +28,12 @@ from test_client_library import BANNER, closed_port, talker
 from test_json_mode import json_lines
 from test_tshell import tshell, tshell_on_terminal
 
-from smanager import fleet
+from smanager.client import fleet
 from smanager.client import AsyncClient, Client, ClientError, TimedOut
 from smanager.client.common import parse_address
-from smanager.protocol import unescape_body
-from smanager.shell import Completer, Shell, route
-from smanager.tshell import main as tshell_main
+from smanager.wire.protocol import unescape_body
+from smanager.tshell.shell import Completer, Shell, route
+from smanager.tshell.main import main as tshell_main
 
 MEETING = str(Path(__file__).resolve().parent / "fixture_fleet")
 

@@ -33,11 +33,11 @@ from conftest import config as server_config
 from test_audit import LINE
 from test_tls import client_ssl, openssl, tls_settings
 
-from smanager import limits
-from smanager.audit import Audit
+from smanager.server import limits
+from smanager.auth.audit import Audit
 from smanager.client import Client
 from smanager.config import ConfigError
-from smanager.server import Server
+from smanager.server.server import Server
 
 SEP = SEP_LINE.decode()
 

@@ -18,8 +18,8 @@ import unicodedata
 import pytest
 
 from conftest import TIMEOUT, LineClient, running_server
-from smanager.protocol import SEPARATOR
-from smanager.server import _restart
+from smanager.wire.protocol import SEPARATOR
+from smanager.server.server import _restart
 from smanager.service import State
 
 SEP = SEPARATOR + "\n"

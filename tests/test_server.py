@@ -6,7 +6,7 @@ import socket
 import pytest
 
 from conftest import SEP_LINE, TIMEOUT, LineClient, running_server
-from smanager.protocol import SEPARATOR
+from smanager.wire.protocol import SEPARATOR
 
 SEP = SEPARATOR + "\n"
 BANNER = ("*" * 50 + "\nService Manager\n" + "*" * 50 + "\nAvailable Services:\n"
@@ -231,7 +231,7 @@ async def test_lines_that_depend_on_the_client_are_never_shared(server):
 
 
 def test_the_memo_is_bounded():
-    from smanager.catalog import REMEMBERED_LENGTH, REMEMBERED_LINES, Catalog
+    from smanager.core.catalog import REMEMBERED_LENGTH, REMEMBERED_LINES, Catalog
     catalog = Catalog([], {})
     for i in range(REMEMBERED_LINES + 100):
         catalog.remember(b"line %d" % i, object())

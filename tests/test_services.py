@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from conftest import ask_core, started_manager
-from smanager.protocol import SEPARATOR
+from smanager.wire.protocol import SEPARATOR
 
 SEP = SEPARATOR + "\n"
 

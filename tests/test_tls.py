@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from conftest import TIMEOUT, need, running_server
-from smanager import tls
+from smanager.server import tls
 from smanager.client import AsyncClient, CannotConnect, Client, TimedOut
 from test_tshell import tshell
 

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import ROOT, TIMEOUT, running_server
 from smanager.client import Client
-from smanager.shell import Completer, Shell, route
+from smanager.tshell.shell import Completer, Shell, route
 from terminal import on_terminal
 from test_client_library import closed_port
 

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 
 from ..config import DEFAULT_HOST, DEFAULT_PORT
-from ..passwords import ClientLogin
+from ..auth.scram import ClientLogin
 from . import common
 from .common import ClientError, CommandFailed, ConnectionLost, TimedOut
 

@@ -16,7 +16,7 @@ import ssl
 import time
 
 from ..config import DEFAULT_HOST, DEFAULT_PORT
-from ..passwords import ClientLogin
+from ..auth.scram import ClientLogin
 from . import common
 from .common import ClientError, CommandFailed, ConnectionLost, TimedOut
 

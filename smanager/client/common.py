@@ -19,7 +19,7 @@ import socket
 from dataclasses import dataclass, field
 
 from ..config import DEFAULT_HOST, DEFAULT_PORT
-from ..protocol import BANNER_RULE, SEPARATOR, to_text
+from ..wire.protocol import BANNER_RULE, SEPARATOR, to_text
 
 INTERRUPT = b"\xff\xf4"  # telnet IAC IP
 MAX_LINE = 64 * 1024 * 1024  # a reply line longer than this is not from an smanager

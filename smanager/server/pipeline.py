@@ -13,9 +13,11 @@ import collections
 import logging
 import time
 
-from . import eager, errors, formats, protocol, tls
+from ..core import eager
+from ..wire import errors, formats, protocol
+from . import tls
 from .flow import Flow
-from .runner import Reply
+from ..core.runner import Reply
 
 log = logging.getLogger("smanager.pipeline")
 QUEUE_HIGH, QUEUE_LOW = 256, 64  # lines waiting before we stop reading, and resume

@@ -19,7 +19,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import NamedTuple
 
-from . import errors, help as help_text, protocol
+from ..wire import errors, protocol
+from . import helptext as help_text
 from .lifecycle import overrides
 
 log = logging.getLogger("smanager.catalog")

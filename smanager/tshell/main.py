@@ -24,12 +24,13 @@ import os
 import ssl
 import sys
 
-from . import fleet, tls
-from .cli import OneLineParser, UsageError
-from .client import Client, ClientError
-from .client.common import DEFAULT_TIMEOUT
-from .client.common import request_bytes, text_of
-from .config import DEFAULT_HOST, DEFAULT_PORT
+from ..client import fleet
+from ..server import tls
+from ..cli.main import OneLineParser, UsageError
+from ..client import Client, ClientError
+from ..client.common import DEFAULT_TIMEOUT
+from ..client.common import request_bytes, text_of
+from ..config import DEFAULT_HOST, DEFAULT_PORT
 from .shell import RED, RESET, Shell, default_history_file
 
 OK, ERROR_REPLY, NO_ANSWER = 0, 1, 2

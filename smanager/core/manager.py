@@ -10,17 +10,17 @@ import itertools
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
-from . import errors
-from .access import Access
+from ..wire import errors
+from ..auth.access import Access
 from .builtins import Builtins
 from .commands import commands_of
-from .levels import Level
+from ..auth.levels import Level
 from .lifecycle import call_hook
-from .login import Logins
-from .protocol import parse_line
+from ..auth.login import Logins
+from ..wire.protocol import parse_line
 from .roster import Roster
 from .runner import Reply, Runner
-from .service import Session
+from ..service import Session
 
 log = logging.getLogger("smanager.manager")
 _connection_ids = itertools.count(1)

@@ -11,8 +11,8 @@ Listings use each docstring's first line; services are listed by name, and a
 service's commands with ``help`` first, then its own, then its toplevel ones.
 """
 
-from . import errors
-from .protocol import SEPARATOR, Preformatted
+from ..wire import errors
+from ..wire.protocol import SEPARATOR, Preformatted
 
 TITLE = "SManager"
 SERVICE_RULE = "-" * 40

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import levels
-from .passwords import Verifier
+from .scram import Verifier
 
 log = logging.getLogger("smanager.users")
 HEADER = "# smanager users: NAME LEVEL VERIFIER; manage with 'smanager users'\n"

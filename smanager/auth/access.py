@@ -18,7 +18,7 @@
 import logging
 import weakref
 
-from .catalog import Catalog
+from ..core.catalog import Catalog
 from .levels import Level
 from .users import UsersFile
 

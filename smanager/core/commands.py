@@ -27,8 +27,8 @@ import inspect
 import math
 from dataclasses import dataclass
 
-from . import levels
-from .errors import ArgumentError
+from ..auth import levels
+from ..wire.errors import ArgumentError
 
 SERVICE_PREFIX = "cmd_"
 TOPLEVEL_PREFIX = "toplevel_cmd_"

@@ -14,8 +14,8 @@
 import contextlib
 import os
 
-from .client import ClientError, CommandFailed
-from .client.common import text_of
+from ..client import ClientError, CommandFailed
+from ..client.common import text_of
 
 LOCAL_WORDS = ("quit", "exit", "use")
 HISTORY_LENGTH = 1000

@@ -16,8 +16,8 @@ import logging.handlers
 import sys
 import time
 
-from . import errors
-from .protocol import ParseError, Request, parse_line
+from ..wire import errors
+from ..wire.protocol import ParseError, Request, parse_line
 
 FILTERED = "FILTERED"
 

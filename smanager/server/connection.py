@@ -20,8 +20,9 @@ import asyncio
 import logging
 import socket
 
-from . import errors, framing, limits, protocol, tls
-from .manager import Peer
+from ..wire import errors, framing, protocol
+from . import limits, tls
+from ..core.manager import Peer
 from .pipeline import Pipeline
 
 log = logging.getLogger("smanager.connection")

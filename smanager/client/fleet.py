@@ -11,8 +11,8 @@ import json
 import time
 from dataclasses import dataclass
 
-from .client import AsyncClient, ClientError, Reply, parse_address
-from .client.common import format_address, terse_fields
+from . import AsyncClient, ClientError, Reply, parse_address
+from .common import format_address, terse_fields
 
 DEFAULT_PARALLEL = 64
 

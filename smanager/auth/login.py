@@ -24,8 +24,8 @@ import os
 import secrets
 import time
 
-from .errors import CommandError
-from .passwords import NONCE, decoy
+from ..wire.errors import CommandError
+from .scram import NONCE, decoy
 
 log = logging.getLogger("smanager.login")
 FREE_FAILURES = 3

@@ -7,10 +7,11 @@ restart``); ``help mode`` works.  ``login`` is listed once users exist.
 A built-in's ``session`` parameter receives the connection's Peer.
 """
 
-from . import errors, help as help_text
+from ..wire import errors
+from . import helptext as help_text
 from .commands import filtered
-from .formats import FORMATS
-from .levels import Level, level
+from ..wire.formats import FORMATS
+from ..auth.levels import Level, level
 from .runner import Reply
 
 UNLISTED = frozenset({"quit", "exit", "mode", "login", "challenge", "auth"})

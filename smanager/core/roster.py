@@ -8,7 +8,7 @@ running services alone.  Every change ends in a new Catalog, published whole.
 
 import logging
 
-from . import errors
+from ..wire import errors
 from .builtins import UNLISTED
 from .catalog import Catalog, Failure, Loaded
 from .commands import commands_of

@@ -18,9 +18,10 @@ import logging
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from . import eager, errors, help as help_text
+from . import eager, helptext as help_text
+from ..wire import errors
 from .commands import Kind
-from .service import State
+from ..service import State
 
 log = logging.getLogger("smanager.runner")
 

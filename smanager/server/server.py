@@ -13,11 +13,11 @@ import signal
 import ssl
 
 from . import limits, tls, unix_socket
-from .access import Access
-from .audit import Audit
-from .config import ConfigError
+from ..auth.access import Access
+from ..auth.audit import Audit
+from ..config import ConfigError
 from .connection import Connection, format_address
-from .manager import Manager
+from ..core.manager import Manager
 
 log = logging.getLogger("smanager.server")
 RECEIVE_BUFFER = 65536  # bytes read from a client at a time

@@ -15,9 +15,9 @@ import sys
 import threading
 import time
 
-from . import __version__
-from .config import DEFAULT_HOST, DEFAULT_PORT, LOG_LEVELS, Config, ConfigError, read_file
-from .server import serve
+from .. import __version__
+from ..config import DEFAULT_HOST, DEFAULT_PORT, LOG_LEVELS, Config, ConfigError, read_file
+from ..server.server import serve
 
 log = logging.getLogger("smanager")
 THREAD_GRACE = 2.0  # seconds worker threads get to finish after shutdown
@@ -101,7 +101,7 @@ def make_config(argv):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["users"]:
-        from .users_cli import main as users_main  # it imports this module
+        from .users import main as users_main
         return users_main(argv[1:])
     try:
         config = make_config(argv)

@@ -16,10 +16,10 @@ user, already there), 2 bad arguments or an unusable file.
 import getpass
 import sys
 
-from . import levels, users
-from .cli import OneLineParser, UsageError
-from .config import Config, ConfigError, read_file
-from .passwords import ITERATIONS, MIN_ITERATIONS, Verifier
+from ..auth import levels, users
+from .main import OneLineParser, UsageError
+from ..config import Config, ConfigError, read_file
+from ..auth.scram import ITERATIONS, MIN_ITERATIONS, Verifier
 
 
 class Refused(Exception):

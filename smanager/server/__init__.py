@@ -1,0 +1,10 @@
+"""The asyncio adapter: the only package that touches sockets and transports.
+
+server       listening, signals, and shutdown in ordered phases
+connection   one client: bytes -> framer -> pipeline; what its bytes mean
+pipeline     a connection's lines, answered in order, one worker task each
+flow         backpressure both ways
+limits       connection caps and the time-outs sweep
+tls          TLS for the TCP listener
+unix_socket  listening on a Unix socket, safely
+"""
