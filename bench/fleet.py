@@ -31,8 +31,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from smanager.client import fleet  # noqa: E402 - after the path is set
-from smanager.client import Client  # noqa: E402
+from smanager.client import (
+    Client,  # noqa: E402
+    fleet,  # noqa: E402 - after the path is set
+)
 
 SERVICE = '''import asyncio
 from smanager import SService

@@ -22,8 +22,15 @@ import threading
 import time
 from pathlib import Path
 
-from servers import (BENCH, ROOT, Server, machine_busy_seconds, server_commands,
-                     source_version, write_services)
+from servers import (
+    BENCH,
+    ROOT,
+    Server,
+    machine_busy_seconds,
+    server_commands,
+    source_version,
+    write_services,
+)
 
 ECHO, PING = "systemstatus echo hi", "benchsvc ping"
 # (name, connections, depth, command, server A, server B, kind, target)

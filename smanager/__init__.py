@@ -4,10 +4,10 @@ A service author needs only ``from smanager import SService``; see
 smanager.commands for the rules that turn its methods into commands.
 """
 
-from .core.commands import filtered
-from .wire.errors import CommandError
 from .auth.levels import level
+from .core.commands import filtered
 from .service import Session, SService
+from .wire.errors import CommandError
 
 __version__ = "0.1.0"
 __all__ = ["CommandError", "SService", "Session", "__version__", "filtered", "level"]

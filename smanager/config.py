@@ -3,9 +3,11 @@
 Every command-line flag ``--some-flag`` has the config key ``some_flag``; a flag
 given on the command line beats the file, which beats the default.  The table
 ``[service.NAME]`` is handed to service NAME as its ``options``.  Directories
-in a config file are relative to that file.
+in a config file are relative to that file.  Every program's flags are read
+with OneLineParser, so a mistake is one line on stderr and exit status 2.
 """
 
+import argparse
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -17,6 +19,17 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 class ConfigError(ValueError):
     """A setting that cannot be used; the message says which and why."""
+
+
+class UsageError(Exception):
+    """Command-line arguments that cannot be used (exit status 2)."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """The flags of every smanager program: a mistake is one line, not a usage block."""
+
+    def error(self, message):
+        raise UsageError(message)
 
 
 def bundled_services_dir():

@@ -16,10 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from smanager.auth.peer import Peer
 from smanager.config import Config, bundled_services_dir
-from smanager.core.manager import Manager, Peer
-from smanager.wire.protocol import SEPARATOR, parse_line, render_reply
+from smanager.core.manager import Manager
+from smanager.core.runner import Outcome
 from smanager.server.server import Server
+from smanager.wire.protocol import SEPARATOR, render_reply
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE_SERVICES = Path(__file__).resolve().parent / "fixture_services"
@@ -44,11 +46,19 @@ async def started_manager(*directories, **settings):
         await manager.stop()
 
 
+async def run_line(manager, line, peer=None):
+    """One line through the core's one entry (Manager.answer), as the pipeline
+    sends it, run to its end: its Outcome, or None for a blank line."""
+    raw = line if isinstance(line, bytes) else line.encode()
+    outcome = manager.answer(raw, peer or Peer("test:1"))
+    return outcome if outcome is None or type(outcome) is Outcome else await outcome
+
+
 async def ask_core(manager, line, peer=None):
     """Run one line through the core; the reply exactly as the wire would carry it."""
-    reply = await manager.execute(parse_line(line.encode()), peer or Peer("test:1"))
-    assert reply.stream is None
-    return render_reply(reply).decode()
+    outcome = await run_line(manager, line, peer)
+    assert outcome is not None and outcome.stream is None
+    return render_reply(outcome).decode()
 
 
 @contextlib.asynccontextmanager

@@ -11,15 +11,16 @@ from pathlib import Path
 import pytest
 from conftest import FIXTURE_SERVICES, ROOT, TIMEOUT, ask_core, started_manager
 
-from smanager.auth import levels, scram as passwords, users
-from smanager.cli import users as users_cli
+from smanager.auth import levels, users
+from smanager.auth import scram as passwords
 from smanager.auth.access import Access
-from smanager.client import AsyncClient, Client, LoginFailed
-from smanager.core.commands import command_from_function, commands_of
-from smanager.config import bundled_services_dir
 from smanager.auth.levels import Level
 from smanager.auth.login import Backoff
-from smanager.core.manager import Peer
+from smanager.auth.peer import Peer
+from smanager.cli import users as users_cli
+from smanager.client import AsyncClient, Client, LoginFailed
+from smanager.config import bundled_services_dir
+from smanager.core.commands import command_from_function, commands_of
 from smanager.wire.protocol import SEPARATOR
 
 FAST = passwords.MIN_ITERATIONS  # PBKDF2 iterations for tests: the least allowed
@@ -283,7 +284,7 @@ def peer_of(manager, login=None, certificate=None):
 async def test_with_no_users_everyone_may_run_everything():
     async with started_manager(bundled_services_dir()) as manager:
         peer = peer_of(manager)
-        assert (peer.level, peer.strict) == (Level.ADMIN, False)
+        assert (peer.level, peer.on_probation) == (Level.ADMIN, False)
         assert await ask_core(manager, "login alice x", peer) == \
             "ERROR: no users are configured: every command is open to this connection\n" + SEP
         assert "COMMANDS: help kill restart\n" in await ask_core(manager, "help -s", peer)
@@ -291,7 +292,7 @@ async def test_with_no_users_everyone_may_run_everything():
 
 async def test_a_connection_that_has_not_logged_in_may_only_get_help(closed):
     peer = peer_of(closed)
-    assert (peer.level, peer.strict) == (Level.NONE, True)
+    assert (peer.level, peer.on_probation) == (Level.NONE, True)
     assert await ask_core(closed, "help -s", peer) == \
         "TOP: \nSERVICES: \nCOMMANDS: help login\n" + SEP
     assert await ask_core(closed, "systemstatus uptime", peer) == \
@@ -364,9 +365,9 @@ async def test_the_unauthenticated_allowance_is_configurable(users_file):
 async def test_the_remembered_line_lane_checks_the_level(closed):
     alice, carol = peer_of(closed, "alice"), peer_of(closed, "carol")
     for _ in range(3):
-        assert closed.begin_line(b"systemstatus echo hi", alice).value == "hi"
+        assert closed.answer(b"systemstatus echo hi", alice).value == "hi"
     assert b"systemstatus echo hi" in closed.catalog.calls
-    denied = closed.begin_line(b"systemstatus echo hi", carol)
+    denied = closed.answer(b"systemstatus echo hi", carol)
     assert denied.error == "'systemstatus echo' needs the operate level; carol has read"
 
 
@@ -382,7 +383,7 @@ async def test_login_and_auth_give_the_users_level(closed, caplog):
     closed.logins.backoff.failures.clear()
     assert await ask_core(closed, "login bob bob-pw", peer) == \
         "logged in as bob (operate)\n" + SEP
-    assert (peer.level, peer.strict, peer.user) == (Level.OPERATE, False, "bob")
+    assert (peer.level, peer.on_probation, peer.user) == (Level.OPERATE, False, "bob")
     other = peer_of(closed)
     assert await ask_core(closed, "auth AAAA", other) == \
         "ERROR: no challenge to answer: send 'challenge USER' first\n" + SEP
@@ -400,7 +401,7 @@ async def test_login_and_auth_give_the_users_level(closed, caplog):
 async def test_a_client_certificate_naming_a_user_needs_no_password(closed):
     assert peer_of(closed, certificate="alice").level is Level.ADMIN
     stranger = peer_of(closed, certificate="mallory")
-    assert (stranger.level, stranger.strict) == (Level.NONE, True)
+    assert (stranger.level, stranger.on_probation) == (Level.NONE, True)
 
 
 async def test_removing_a_user_takes_away_their_level_and_adding_one_closes_the_server(
@@ -412,7 +413,7 @@ async def test_removing_a_user_takes_away_their_level_and_adding_one_closes_the_
         assert early.level is Level.ADMIN and not access.closed
         make_users(path, alice="admin", bob="operate")
         access.refresh()
-        assert access.closed and (early.level, early.strict) == (Level.NONE, True)
+        assert access.closed and (early.level, early.on_probation) == (Level.NONE, True)
         bob = peer_of(manager, "bob")
         make_users(path, alice="admin")
         access.refresh()

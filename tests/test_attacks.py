@@ -25,11 +25,11 @@ import statistics
 import time
 
 import pytest
-
 from conftest import FIXTURE_SERVICES, SEP_LINE, TIMEOUT, LineClient, running_server
-from smanager.wire.framing import OVERFLOW, LineFramer
-from smanager.service import State
 from test_robustness import check_reply, hostile_line, unexpected_errors
+
+from smanager.service import State
+from smanager.wire.framing import OVERFLOW, LineFramer
 
 SEP = SEP_LINE.decode()
 MAX_LINE = 65536

@@ -34,7 +34,8 @@ import pytest
 from conftest import SEP_LINE, TIMEOUT, running_server
 from test_attacks import exchange, http
 
-from smanager.auth import levels, login, scram as passwords, users
+from smanager.auth import levels, login, users
+from smanager.auth import scram as passwords
 
 SEP = SEP_LINE.decode()
 PASSWORDS = {"alice": "alice-Pa55word", "olive": "olive-Pa55word", "rita": "rita-Pa55word"}

@@ -3,10 +3,10 @@
 import re
 
 import pytest
-
 from conftest import FIXTURE_SERVICES, SEP_LINE, LineClient, running_server
-from smanager.core.commands import command_from_function, filtered
+
 from smanager.config import ConfigError
+from smanager.core.commands import command_from_function, filtered
 
 SECRETS = '''from smanager import SService, filtered
 

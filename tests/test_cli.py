@@ -8,8 +8,8 @@ import sys
 import textwrap
 
 import pytest
-
 from conftest import FIXTURE_SERVICES, ROOT, TIMEOUT
+
 from smanager.cli.main import make_config
 from smanager.config import Config
 

@@ -9,9 +9,18 @@ import socket
 import threading
 
 import pytest
-
 from conftest import TIMEOUT, running_server
-from smanager.client import AsyncClient, CannotConnect, Client, ClientError, CommandFailed, ConnectionLost, TimedOut, parse_address
+
+from smanager.client import (
+    AsyncClient,
+    CannotConnect,
+    Client,
+    ClientError,
+    CommandFailed,
+    ConnectionLost,
+    TimedOut,
+    parse_address,
+)
 from smanager.client.common import request_bytes
 
 

@@ -5,11 +5,11 @@ import subprocess
 import sys
 
 import pytest
+from conftest import ROOT, TIMEOUT
+from test_client_library import closed_port
 
 import demo_script
-from conftest import ROOT, TIMEOUT
 from smanager.client import ClientError
-from test_client_library import closed_port
 
 
 @pytest.fixture

@@ -5,11 +5,10 @@ import json
 from pathlib import Path
 
 import pytest
-
-from smanager.client import fleet
-from smanager.client import Reply
 from test_client_library import closed_port
 from test_tshell import tshell
+
+from smanager.client import Reply, fleet
 
 MEETING = str(Path(__file__).resolve().parent / "fixture_fleet")
 

@@ -2,7 +2,19 @@
 
 import pytest
 
-from smanager.wire.framing import DO, DONT, INTERRUPT, IAC, OVERFLOW, SB, SE, WILL, WONT, LineFramer, TelnetAnswer
+from smanager.wire.framing import (
+    DO,
+    DONT,
+    IAC,
+    INTERRUPT,
+    OVERFLOW,
+    SB,
+    SE,
+    WILL,
+    WONT,
+    LineFramer,
+    TelnetAnswer,
+)
 
 
 def feed_all(chunks, max_line=100):

@@ -1,8 +1,8 @@
 """Help in the seed's layout, rendered by the core without sockets."""
 
 import pytest
-
 from conftest import ask_core, started_manager
+
 from smanager.wire.protocol import SEPARATOR
 
 SEP = SEPARATOR + "\n"

@@ -6,11 +6,10 @@ import json
 import math
 
 import pytest
-
-from smanager.wire.formats import Json, Text
-from smanager.core.runner import Reply
-
 from conftest import SEP_LINE, TIMEOUT, LineClient, ask_core, started_manager
+
+from smanager.core.runner import Outcome
+from smanager.wire.formats import Json, Text
 
 SEP = SEP_LINE.decode()
 
@@ -32,21 +31,21 @@ SEP = SEP_LINE.decode()
     ("-" * 50, '{"ok": true, "result": "' + "-" * 50 + '"}\n'),
 ])
 def test_a_reply_is_one_json_line_that_keeps_its_structure(value, line):
-    assert Json.reply(Reply(value)).decode() == line
+    assert Json.reply(Outcome(value)).decode() == line
 
 
 def test_values_json_cannot_hold_are_sent_as_their_text():
-    assert json.loads(Json.reply(Reply(math.nan)))["result"] == "nan"
-    assert json.loads(Json.reply(Reply({1, 2})))["result"] == "{1, 2}"
+    assert json.loads(Json.reply(Outcome(math.nan)))["result"] == "nan"
+    assert json.loads(Json.reply(Outcome({1, 2})))["result"] == "{1, 2}"
     when = datetime.date(2026, 11, 22)
-    assert json.loads(Json.reply(Reply({"when": when})))["result"] == {"when": "2026-11-22"}
+    assert json.loads(Json.reply(Outcome({"when": when})))["result"] == {"when": "2026-11-22"}
     loop = []
     loop.append(loop)
-    assert json.loads(Json.reply(Reply(loop)))["result"] == "[[...]]"
+    assert json.loads(Json.reply(Outcome(loop)))["result"] == "[[...]]"
 
 
 def test_an_error_is_one_line_without_the_text_prefix():
-    line = Json.reply(Reply(error="kaput\nsecond line\x1b[31m"))
+    line = Json.reply(Outcome(error="kaput\nsecond line\x1b[31m"))
     assert line == b'{"ok": false, "error": "kaput second line?[31m"}\n'
 
 
@@ -58,7 +57,7 @@ def test_a_stream_is_chunk_lines_then_a_final_line():
 
 
 def test_text_mode_is_the_seed_format():
-    assert Text.reply(Reply("hi")) == b"hi\n" + SEP_LINE
+    assert Text.reply(Outcome("hi")) == b"hi\n" + SEP_LINE
     assert Text.chunk(3) == b"3\n"
     assert Text.end() == SEP_LINE
 

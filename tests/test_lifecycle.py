@@ -5,13 +5,13 @@ import os
 import textwrap
 
 import pytest
-
 from conftest import ask_core
+
 from smanager import SService
 from smanager.core.lifecycle import start_service, stop_service
 from smanager.core.manager import Manager
-from smanager.wire.protocol import SEPARATOR
 from smanager.service import State
+from smanager.wire.protocol import SEPARATOR
 
 SEP = SEPARATOR + "\n"
 

@@ -11,11 +11,11 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT, SEP_LINE, TIMEOUT, LineClient, need, running_server
 from conftest import config as server_config
-from smanager.server import limits
+
 from smanager.config import ConfigError
+from smanager.server import limits
 from smanager.server.server import Server
 
 SEP = SEP_LINE.decode()

@@ -6,11 +6,12 @@ import socket
 import sys
 
 import pytest
+from conftest import FIXTURE_SERVICES, ask_core, run_line, started_manager
 
-from conftest import FIXTURE_SERVICES, ask_core, started_manager
+from smanager.auth.peer import Peer
 from smanager.config import bundled_services_dir
-from smanager.core.manager import Manager, Peer
-from smanager.wire.protocol import SEPARATOR, parse_line
+from smanager.core.manager import Manager
+from smanager.wire.protocol import SEPARATOR
 
 SEP = SEPARATOR + "\n"
 
@@ -109,14 +110,14 @@ async def test_an_overrunning_thread_keeps_its_services_turn(manager):
 
 
 async def test_a_stream_yields_chunks_then_ends(manager):
-    reply = await manager.execute(parse_line(b"testsvc count 3"), Peer("test:1"))
+    reply = await run_line(manager, "testsvc count 3")
     assert [chunk async for chunk in reply.stream] == [1, 2, 3]
     assert reply.stream.error is None
 
 
 async def test_a_stream_that_stalls_ends_with_an_error(manager):
     manager.runner.default_timeout = 0.05
-    reply = await manager.execute(parse_line(b"testsvc count 3 1"), Peer("test:1"))
+    reply = await run_line(manager, "testsvc count 3 1")
     assert [chunk async for chunk in reply.stream] == [1]
     assert reply.stream.error == "testsvc count timed out after 0.05 s"
 

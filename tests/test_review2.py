@@ -19,18 +19,25 @@ import time
 import types
 
 import pytest
+from conftest import (
+    FIXTURE_SERVICES,
+    SEP_LINE,
+    TIMEOUT,
+    LineClient,
+    run_line,
+    running_server,
+    started_manager,
+)
 
-from conftest import FIXTURE_SERVICES, SEP_LINE, TIMEOUT, LineClient, running_server, \
-    started_manager
-from smanager.wire import errors
+from smanager.auth.peer import Peer
 from smanager.config import Config, bundled_services_dir
-from smanager.server.connection import Connection
-from smanager.wire.framing import OVERFLOW, LineFramer
 from smanager.core.lifecycle import stop_service
-from smanager.core.manager import Peer
+from smanager.core.runner import Outcome
+from smanager.server.connection import Connection
 from smanager.server.pipeline import Pipeline
+from smanager.wire import errors
+from smanager.wire.framing import OVERFLOW, LineFramer
 from smanager.wire.protocol import SEPARATOR, render_reply
-from smanager.core.runner import Reply
 
 SEP = SEPARATOR + "\n"
 IAC, IP, DO, WILL, TM = 255, 244, 253, 251, 6
@@ -40,7 +47,7 @@ QUICK = 2.0  # seconds: the bound on any reply a test expects "now"
 REVIEW_SERVICE = '''
 import asyncio
 from smanager import SService
-from smanager.core.runner import Reply
+from smanager.core.runner import Outcome
 
 
 class Rev(SService):
@@ -127,7 +134,7 @@ class Rev(SService):
     async def cmd_quitlater(self):
         """Asks to close the connection, after a wait"""
         await asyncio.sleep(0.001)
-        return Reply("leaving", close=True)
+        return Outcome("leaving", close=True)
 
     async def cmd_blob(self, kib: int):
         """KIB kibibytes of text, at once"""
@@ -662,13 +669,9 @@ MEMO_LINES = [
 
 async def outcome(manager, raw, peer):
     """A line's reply as the wire carries it (a stream is not expected here)."""
-    try:
-        begun = manager.begin_line(raw, peer)
-    except Exception as exc:  # noqa: BLE001 - ParseError, as the pipeline turns it into a reply
-        return render_reply(Reply(error=str(exc)))
-    if begun is None:
+    result = await run_line(manager, raw, peer)
+    if result is None:
         return None
-    result = begun if isinstance(begun, Reply) else await begun
     assert result.stream is None
     return render_reply(result)
 

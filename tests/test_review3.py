@@ -28,12 +28,11 @@ from test_client_library import BANNER, closed_port, talker
 from test_json_mode import json_lines
 from test_tshell import tshell, tshell_on_terminal
 
-from smanager.client import fleet
-from smanager.client import AsyncClient, Client, ClientError, TimedOut
+from smanager.client import AsyncClient, Client, ClientError, TimedOut, fleet
 from smanager.client.common import parse_address
-from smanager.wire.protocol import unescape_body
-from smanager.tshell.shell import Completer, Shell, route
 from smanager.tshell.main import main as tshell_main
+from smanager.tshell.shell import Completer, Shell, route
+from smanager.wire.protocol import unescape_body
 
 MEETING = str(Path(__file__).resolve().parent / "fixture_fleet")
 

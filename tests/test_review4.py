@@ -33,10 +33,10 @@ from conftest import config as server_config
 from test_audit import LINE
 from test_tls import client_ssl, openssl, tls_settings
 
-from smanager.server import limits
 from smanager.auth.audit import Audit
 from smanager.client import Client
 from smanager.config import ConfigError
+from smanager.server import limits
 from smanager.server.server import Server
 
 SEP = SEP_LINE.decode()

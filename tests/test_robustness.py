@@ -16,11 +16,11 @@ import threading
 import unicodedata
 
 import pytest
-
 from conftest import TIMEOUT, LineClient, running_server
-from smanager.wire.protocol import SEPARATOR
+
 from smanager.server.server import _restart
 from smanager.service import State
+from smanager.wire.protocol import SEPARATOR
 
 SEP = SEPARATOR + "\n"
 IAC, IP, DO = 255, 244, 253

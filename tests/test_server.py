@@ -4,8 +4,8 @@ import asyncio
 import socket
 
 import pytest
-
 from conftest import SEP_LINE, TIMEOUT, LineClient, running_server
+
 from smanager.wire.protocol import SEPARATOR
 
 SEP = SEPARATOR + "\n"

@@ -9,8 +9,8 @@ import socket
 import subprocess
 
 import pytest
-
 from conftest import ask_core, started_manager
+
 from smanager.wire.protocol import SEPARATOR
 
 SEP = SEPARATOR + "\n"

@@ -8,11 +8,10 @@ import struct
 import subprocess
 
 import pytest
-
 from conftest import TIMEOUT, need, running_server
-from smanager.server import tls
-from smanager.client import AsyncClient, CannotConnect, Client, TimedOut
 from test_tshell import tshell
+
+from smanager.client import AsyncClient, CannotConnect, Client, TimedOut, tls_context
 
 
 def openssl(*args, cwd):
@@ -50,7 +49,7 @@ def tls_settings(pki, mutual=False):
 
 
 def client_ssl(pki, who=None):
-    return tls.client_context(str(pki / "ca.pem"), who and str(pki / f"{who}.pem"),
+    return tls_context(str(pki / "ca.pem"), who and str(pki / f"{who}.pem"),
                               who and str(pki / f"{who}.key"))
 
 

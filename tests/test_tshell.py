@@ -7,12 +7,12 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT, TIMEOUT, running_server
-from smanager.client import Client
-from smanager.tshell.shell import Completer, Shell, route
 from terminal import on_terminal
 from test_client_library import closed_port
+
+from smanager.client import Client
+from smanager.tshell.shell import Completer, Shell, route
 
 
 def tshell(*args, stdin=subprocess.DEVNULL, env=None):

@@ -10,15 +10,14 @@
    default ``help``; ``login``, ``challenge``, ``auth``, ``quit`` and
    ``mode`` need no level).  An entry is a command (``hostname``), a service
    (every command of it) or ``SERVICE COMMAND``.
-4. A connection with no level on a closed server is *strict*: short lines,
+4. A connection with no level on a closed server is *on probation*: short lines,
    few commands, closed on its first error (see connection.py, pipeline.py).
-5. Help and the banner show only what the connection may run (``views``).
+5. Help and the banner show only what the connection may run (``Catalog.view``).
 """
 
 import logging
 import weakref
 
-from ..core.catalog import Catalog
 from .levels import Level
 from .users import UsersFile
 
@@ -60,7 +59,7 @@ class Access:
     def settle(self, peer):
         """Give a connection its level (rule 2), now and whenever the users change."""
         if not self.closed:
-            peer.level, peer.strict = Level.ADMIN, False
+            peer.level, peer.on_probation = Level.ADMIN, False
             return
         user = self.users.get(peer.login) if peer.login else None
         if user is None and peer.login:
@@ -69,7 +68,7 @@ class Access:
         if user is None and peer.certificate:
             user = self.users.get(peer.certificate)
         peer.level = user.level if user is not None else Level.NONE
-        peer.strict = user is None
+        peer.on_probation = user is None
 
     # -- may this connection run this? ------------------------------------------
 
@@ -107,25 +106,8 @@ class Access:
         """The catalog as this connection may see it (rule 5): help and banner read it."""
         if not self.closed:
             return catalog
-        view = catalog.views.get(peer.level)
-        if view is None:
-            view = catalog.views[peer.level] = self._view(catalog, peer.level)
-        return view
+        level = peer.level
 
-    def _view(self, catalog, level):
         def may(service, command):
             return command.level <= level or self._in_allowance(service, command, catalog)
-
-        services = {}
-        for name, loaded in catalog.services.items():
-            commands = {n: c for n, c in loaded.commands.items() if may(loaded, c)}
-            if commands:
-                services[name] = loaded.limited_to(commands)
-        toplevel = {name: (services[owner.name], command)
-                    for name, (owner, command) in catalog.toplevel.items()
-                    if owner.name in services and name in services[owner.name].commands}
-        builtins = {n: c for n, c in catalog.builtins.items() if may(None, c)}
-        return Catalog(services.values(), builtins,
-                       catalog.failures if level is Level.ADMIN else {},
-                       catalog.unlisted - {"login"}, toplevel=toplevel)
-
+        return catalog.view(level, may)

@@ -1,6 +1,6 @@
 """``smanager`` / ``python -m smanager``: flags -> Config -> run -> exit status.
 
-``smanager users ...`` manages the users file instead (users_cli.py).
+``smanager users ...`` manages the users file instead (users.py).
 
 Exit status: 0 after ``kill`` or a signal, 1 when the address cannot be
 listened on, 2 for bad flags or an unusable config file.  Each failure is one
@@ -16,20 +16,21 @@ import threading
 import time
 
 from .. import __version__
-from ..config import DEFAULT_HOST, DEFAULT_PORT, LOG_LEVELS, Config, ConfigError, read_file
+from ..config import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    LOG_LEVELS,
+    Config,
+    ConfigError,
+    OneLineParser,
+    UsageError,
+    read_file,
+)
 from ..server.server import serve
+from .users import main as users_main
 
 log = logging.getLogger("smanager")
 THREAD_GRACE = 2.0  # seconds worker threads get to finish after shutdown
-
-
-class UsageError(Exception):
-    pass
-
-
-class OneLineParser(argparse.ArgumentParser):
-    def error(self, message):  # one line, not argparse's usage block
-        raise UsageError(message)
 
 
 def build_parser():
@@ -101,7 +102,6 @@ def make_config(argv):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["users"]:
-        from .users import main as users_main
         return users_main(argv[1:])
     try:
         config = make_config(argv)

@@ -17,9 +17,8 @@ import getpass
 import sys
 
 from ..auth import levels, users
-from .main import OneLineParser, UsageError
-from ..config import Config, ConfigError, read_file
 from ..auth.scram import ITERATIONS, MIN_ITERATIONS, Verifier
+from ..config import Config, ConfigError, OneLineParser, UsageError, read_file
 
 
 class Refused(Exception):

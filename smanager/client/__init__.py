@@ -29,8 +29,10 @@ from .common import (
     format_address,
     parse_address,
 )
+from .tls import tls_context
 
 __all__ = [
     "AsyncClient", "CannotConnect", "Client", "ClientError", "CommandFailed",
     "ConnectionLost", "LoginFailed", "Reply", "TimedOut", "format_address", "parse_address",
+    "tls_context",
 ]

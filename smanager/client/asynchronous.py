@@ -13,8 +13,8 @@ For many servers at once, use one AsyncClient each (see fleet.py).
 import asyncio
 import contextlib
 
-from ..config import DEFAULT_HOST, DEFAULT_PORT
 from ..auth.scram import ClientLogin
+from ..config import DEFAULT_HOST, DEFAULT_PORT
 from . import common
 from .common import ClientError, CommandFailed, ConnectionLost, TimedOut
 

@@ -15,8 +15,8 @@ import socket
 import ssl
 import time
 
-from ..config import DEFAULT_HOST, DEFAULT_PORT
 from ..auth.scram import ClientLogin
+from ..config import DEFAULT_HOST, DEFAULT_PORT
 from . import common
 from .common import ClientError, CommandFailed, ConnectionLost, TimedOut
 

@@ -19,6 +19,7 @@ import socket
 from dataclasses import dataclass, field
 
 from ..config import DEFAULT_HOST, DEFAULT_PORT
+from ..wire.address import format_address
 from ..wire.protocol import BANNER_RULE, SEPARATOR, to_text
 
 INTERRUPT = b"\xff\xf4"  # telnet IAC IP
@@ -35,7 +36,7 @@ class Endpoint:
                  ssl=None, user=None, password=None):
         self.host, self.port, self.timeout = host, port, timeout
         self.user, self.password = user, password  # logged in as on every (re)connection
-        self.ssl = ssl  # an ssl.SSLContext (smanager.tls.client_context) for a TLS server
+        self.ssl = ssl  # an ssl.SSLContext (smanager.client.tls_context) for a TLS server
         self.where = format_address(host, port)
         self.banner_services = []
         self._index = {}  # help topic -> `help -s` fields, until refresh()
@@ -169,10 +170,6 @@ def describe_os_error(exc):
     if exc.errno and exc.errno > 0:
         return os.strerror(exc.errno)
     return str(exc)
-
-
-def format_address(host, port):
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def request_bytes(line):

@@ -7,12 +7,12 @@ restart``); ``help mode`` works.  ``login`` is listed once users exist.
 A built-in's ``session`` parameter receives the connection's Peer.
 """
 
-from ..wire import errors
-from . import helptext as help_text
-from .commands import filtered
-from ..wire.formats import FORMATS
 from ..auth.levels import Level, level
-from .runner import Reply
+from ..wire import errors
+from ..wire.formats import FORMATS
+from . import helptext
+from .commands import filtered
+from .runner import Outcome
 
 UNLISTED = frozenset({"quit", "exit", "mode", "login", "challenge", "auth"})
 
@@ -40,7 +40,7 @@ class Builtins:
         help SERVICE COMMAND  a command's usage and description
         """
         manager = self.manager
-        return help_text.for_topic(manager.access.view(manager.catalog, session), topic)
+        return helptext.for_topic(manager.access.view(manager.catalog, session), topic)
 
     @level("admin")
     async def cmd_kill(self):
@@ -50,7 +50,7 @@ class Builtins:
         their replies, stops every service, closes every connection and exits.
         """
         self.manager.request_shutdown()
-        return Reply("shutting down", close=True)
+        return Outcome("shutting down", close=True)
 
     @level("admin")
     async def cmd_restart(self, service=None):
@@ -76,7 +76,7 @@ class Builtins:
         chosen = mode.lower()
         if chosen not in FORMATS:
             raise errors.CommandError(f"no mode {errors.shown(mode)}; use 'mode json' or 'mode text'")
-        return Reply(chosen, mode=chosen)
+        return Outcome(chosen, mode=chosen)
 
     @anyone
     @filtered("password")
@@ -115,6 +115,6 @@ class Builtins:
     @anyone
     async def cmd_quit(self):
         """close this connection"""
-        return Reply("bye", close=True)
+        return Outcome("bye", close=True)
 
     cmd_exit = cmd_quit

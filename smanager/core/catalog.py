@@ -19,8 +19,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import NamedTuple
 
+from ..auth.levels import Level
 from ..wire import errors, protocol
-from . import helptext as help_text
+from . import helptext
 from .lifecycle import overrides
 
 log = logging.getLogger("smanager.catalog")
@@ -92,7 +93,7 @@ class Catalog:
         self.failures = dict(failures or {})
         self.toplevel = self._toplevel_table() if toplevel is None else toplevel
         self.calls = {}  # line bytes -> its bound Call, for lines that repeat
-        self.views = {}  # what a connection of one level may see: see access.py
+        self.views = {}  # level -> the Catalog a connection of that level sees
 
     def remember(self, raw, call):
         """Keep a line's Call for the next identical line; bounded, so memory is too."""
@@ -134,6 +135,29 @@ class Catalog:
             return errors.unknown_command(words)
         return Target(entry[0], entry[1], words[1:])
 
+    def view(self, level, may):
+        """This catalog as a connection of ``level`` sees it, made once per level:
+        only the commands ``may(service, command)`` allows, so help and the banner
+        list nothing it cannot run; load failures only for admin.  (Views exist
+        only once users do, so ``login`` is listed in them.)"""
+        view = self.views.get(level)
+        if view is None:
+            view = self.views[level] = self._only(may, show_failures=level is Level.ADMIN)
+        return view
+
+    def _only(self, may, show_failures):
+        services = {}
+        for name, loaded in self.services.items():
+            commands = {n: c for n, c in loaded.commands.items() if may(loaded, c)}
+            if commands:
+                services[name] = loaded.limited_to(commands)
+        toplevel = {name: (services[owner.name], command)
+                    for name, (owner, command) in self.toplevel.items()
+                    if owner.name in services and name in services[owner.name].commands}
+        builtins = {n: c for n, c in self.builtins.items() if may(None, c)}
+        return Catalog(services.values(), builtins, self.failures if show_failures else {},
+                       self.unlisted - {"login"}, toplevel=toplevel)
+
     def listed_builtins(self):
         return {name: cmd for name, cmd in self.builtins.items() if name not in self.unlisted}
 
@@ -143,8 +167,8 @@ class Catalog:
 
     @cached_property
     def full_help(self):
-        return help_text.full(self)
+        return helptext.full(self)
 
     @cached_property
     def terse_help(self):
-        return help_text.terse(self)
+        return helptext.terse(self)

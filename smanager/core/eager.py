@@ -19,7 +19,6 @@ the callback that received it, *on behalf of* its own long-lived task:
 
 import asyncio
 import types
-
 from asyncio.tasks import _enter_task, _leave_task
 
 

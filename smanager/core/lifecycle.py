@@ -12,9 +12,9 @@ import asyncio
 import inspect
 import logging
 
+from ..service import SService, State
 from ..wire import errors
 from ..wire.errors import describe_exception
-from ..service import SService, State
 
 log = logging.getLogger("smanager.lifecycle")
 

@@ -18,8 +18,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..wire.errors import SERVICE_FAILURES, describe_exception
 from ..service import SService
+from ..wire.errors import SERVICE_FAILURES, describe_exception
 
 log = logging.getLogger("smanager.loader")
 VALID_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")

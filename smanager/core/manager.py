@@ -6,50 +6,20 @@ short by the client that asked for it, and stopping waits for it to end.
 
 import asyncio
 import gc
-import itertools
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
-from ..wire import errors
 from ..auth.access import Access
+from ..auth.login import Logins
+from ..wire import errors
+from ..wire.protocol import ParseError, parse_line
 from .builtins import Builtins
 from .commands import commands_of
-from ..auth.levels import Level
 from .lifecycle import call_hook
-from ..auth.login import Logins
-from ..wire.protocol import parse_line
 from .roster import Roster
-from .runner import Reply, Runner
-from ..service import Session
+from .runner import Outcome, Runner
 
 log = logging.getLogger("smanager.manager")
-_connection_ids = itertools.count(1)
-
-
-class Peer:
-    """A connected client as the manager sees it: who it is, what it may run,
-    and its sessions."""
-
-    def __init__(self, address, host=None, certificate=None):
-        self.address = address  # "host:port", for logs
-        self.host = host or address  # what failed logins are counted against
-        self.certificate = certificate  # the name on its verified TLS client certificate
-        self.login = None  # the user it logged in as
-        self.level = Level.ADMIN  # what it may run, and if it must mind its manners before
-        self.strict = False  # logging in: both set by Access.settle
-        self.challenge = None  # (user, nonce) of the challenge awaiting its auth
-        self.id = next(_connection_ids)
-        self.sessions = {}  # service name -> (instance, Session)
-
-    @property
-    def user(self):
-        return self.login or self.certificate
-
-    def session_for(self, loaded):
-        entry = self.sessions.get(loaded.name)
-        if entry is None or entry[0] is not loaded.instance:
-            entry = self.sessions[loaded.name] = (loaded.instance, Session(self.address, self.id))
-        return entry[1]
 
 
 class Manager:
@@ -72,40 +42,40 @@ class Manager:
 
     # -- requests ----------------------------------------------------------------
 
-    def begin_line(self, raw, peer):
-        """Begin one line: None for a blank one, a Reply, or a coroutine that
-        finishes it.  Raises protocol.ParseError for a line that cannot parse.
+    def answer(self, raw, peer):
+        """The one way a line is run: one framed line's bytes, and who sent it ->
+        None for a blank line, an Outcome when it is done, or a coroutine that
+        finishes it (the job left for the connection's worker).
 
-        Parsing, resolving and binding depend only on the line and the
-        catalog, so the catalog keeps the Call of a line that needs no session
-        and the next identical line skips straight to running it (if this
-        connection's level allows it; else the slow path says why not).
+        Parsing, resolving and binding depend only on the line and the catalog,
+        so the catalog remembers the Call of a line that needs no session, and
+        the first branch runs the next identical line at once.  Access is
+        checked there too (one compare): a connection whose level is too low
+        takes the general path, which says why not.
         """
         catalog = self.catalog
         call = catalog.calls.get(raw)
         if call is None or call.command.level > peer.level:
-            request = parse_line(raw)
+            try:
+                request = parse_line(raw)
+            except ParseError as exc:
+                return Outcome(error=str(exc))
             if request is None:
                 return None
             call = self._bind(catalog, request, peer)
-            if type(call) is Reply:
+            if type(call) is Outcome:
                 return call
             if call.service is not None and not call.service.tracks_clients \
                     and not call.command.wants_session:
                 catalog.remember(raw, call)
         return self.runner.start(call)
 
-    def begin(self, request, peer):
-        """Begin one parsed request: a Reply, or a coroutine that finishes it."""
-        call = self._bind(self.catalog, request, peer)
-        return call if type(call) is Reply else self.runner.start(call)
-
     def _bind(self, catalog, request, peer):
         target = catalog.resolve(request.words)
         if type(target) is str:
-            return Reply(error=target)
+            return Outcome(error=target)
         if not self.access.allows(peer, target, catalog):
-            return Reply(error=self.access.denied(peer, target, catalog))
+            return Outcome(error=self.access.denied(peer, target, catalog))
         service = target.service
         if service is None:  # a built-in's "session" is the Peer
             return self.runner.bind(target, self.builtins, peer)
@@ -113,11 +83,6 @@ class Manager:
         if target.command.wants_session or service.tracks_clients:
             session = peer.session_for(service)
         return self.runner.bind(target, service.instance, session)
-
-    async def execute(self, request, peer):
-        """Run one parsed request to the end; always returns a Reply."""
-        outcome = self.begin(request, peer)
-        return outcome if isinstance(outcome, Reply) else await outcome
 
     async def client_left(self, peer):
         """Tell each service the client used (and that wants to know) it has gone."""

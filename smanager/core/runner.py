@@ -1,4 +1,4 @@
-"""Running one resolved command, whatever it does, and turning that into a Reply.
+"""Running one resolved command, whatever it does, and turning that into an Outcome.
 
 - ``async def`` runs on the loop.  Its first step runs at once (most commands
   finish there); if it has to wait, the rest runs under the time limit.
@@ -9,7 +9,7 @@
 - An async generator becomes a Stream: each wait for the next chunk is bounded
   by the time limit, and closing the stream closes the generator.
 
-Every failure becomes ``Reply(error=...)``; tracebacks go to the log only.
+Every failure becomes ``Outcome(error=...)``; tracebacks go to the log only.
 """
 
 import asyncio
@@ -18,16 +18,16 @@ import logging
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from . import eager, helptext as help_text
-from ..wire import errors
-from .commands import Kind
 from ..service import State
+from ..wire import errors
+from . import eager, helptext
+from .commands import Kind
 
 log = logging.getLogger("smanager.runner")
 
 
 @dataclass(slots=True)
-class Reply:
+class Outcome:
     """The outcome of one request: a value or an error, or a stream of chunks."""
 
     value: object = None
@@ -105,13 +105,13 @@ class Runner:
         self.default_timeout = default_timeout
 
     def bind(self, target, instance, session):
-        """A Target's words bound to its command: a Call, or a Reply with the error."""
+        """A Target's words bound to its command: a Call, or an Outcome with the error."""
         service, command = target.service, target.command
         try:
             args, kwargs = command.bind(target.words, session)
         except errors.ArgumentError as exc:
-            usage = help_text.usage(command, service and service.name)
-            return Reply(error=errors.bad_arguments(exc, usage))
+            usage = helptext.usage(command, service and service.name)
+            return Outcome(error=errors.bad_arguments(exc, usage))
         return Call(service, command, instance,
                     functools.partial(command.function, instance, *args, **kwargs))
 
@@ -123,11 +123,11 @@ class Runner:
         return self.default_timeout if limit is None else limit
 
     def start(self, call):
-        """Run a Call: its Reply if it is done at once, else a coroutine that
+        """Run a Call: its Outcome if it is done at once, else a coroutine that
         finishes it (awaited by the connection's task; see eager.py)."""
         service, command, instance = call.service, call.command, call.instance
         if service is not None and instance._state is not _RUNNING:
-            return Reply(error=errors.not_running(service.name, instance._state.value))
+            return Outcome(error=errors.not_running(service.name, instance._state.value))
         kind = command.kind
         if kind is _ASYNC:
             coroutine = call.invoke()
@@ -135,13 +135,13 @@ class Runner:
                 waiting_on = coroutine.send(None)  # eager.first_step, inlined: every request
             except StopIteration as done:
                 value = done.value
-                return value if type(value) is Reply else Reply(value)
+                return value if type(value) is Outcome else Outcome(value)
             except _CAUGHT as exc:  # nothing cancels a first step: a CancelledError is its own
-                return Reply(error=_failure(exc, None, call.label, None))
+                return Outcome(error=_failure(exc, None, call.label, None))
             return self._resumed(coroutine, waiting_on, call)
         if kind is Kind.BLOCKING:
             return self._in_thread(call.invoke, call)
-        return Reply(stream=Stream(call.invoke(), self._timeout(call), call.label))
+        return Outcome(stream=Stream(call.invoke(), self._timeout(call), call.label))
 
     async def _resumed(self, coroutine, waiting_on, call):
         deadline, timeout = None, self._timeout(call)
@@ -150,8 +150,8 @@ class Runner:
                 value = await eager.resume(coroutine, waiting_on)
         except _CAUGHT as exc:  # every failure is a reply
             _reraise_real_cancellation(exc)
-            return Reply(error=_failure(exc, deadline, call.label, timeout))
-        return _as_reply(value)
+            return Outcome(error=_failure(exc, deadline, call.label, timeout))
+        return _as_outcome(value)
 
     async def _in_thread(self, function, call):
         lock = call.service and call.service.lock
@@ -176,9 +176,9 @@ class Runner:
         except _CAUGHT as exc:  # every failure is a reply
             _reraise_real_cancellation(exc)
             if waiting and deadline.expired():
-                return Reply(error=errors.busy(call.label, timeout))
-            return Reply(error=_failure(exc, deadline, call.label, timeout))
-        return _as_reply(value)
+                return Outcome(error=errors.busy(call.label, timeout))
+            return Outcome(error=_failure(exc, deadline, call.label, timeout))
+        return _as_outcome(value)
 
 
 _CAUGHT = (*errors.SERVICE_FAILURES, asyncio.CancelledError)
@@ -193,8 +193,8 @@ def _reraise_real_cancellation(exc):
         raise exc
 
 
-def _as_reply(value):
-    return value if isinstance(value, Reply) else Reply(value)
+def _as_outcome(value):
+    return value if isinstance(value, Outcome) else Outcome(value)
 
 
 def _thread_done(lock, future):

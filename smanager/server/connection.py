@@ -20,19 +20,13 @@ import asyncio
 import logging
 import socket
 
+from ..auth.peer import Peer
 from ..wire import errors, framing, protocol
+from ..wire.address import format_address
 from . import limits, tls
-from ..core.manager import Peer
 from .pipeline import Pipeline
 
 log = logging.getLogger("smanager.connection")
-
-
-def format_address(address):
-    if isinstance(address, tuple) and len(address) >= 2:
-        host = f"[{address[0]}]" if ":" in str(address[0]) else address[0]
-        return f"{host}:{address[1]}"
-    return str(address or "unknown")
 
 
 class Connection(asyncio.BufferedProtocol):
@@ -91,7 +85,9 @@ class Connection(asyncio.BufferedProtocol):
         self.transport, self.raw = transport, raw
         # The TCP transport keeps it; the TLS one forgets it once lost.
         peername = (raw or transport).get_extra_info("peername")
-        self.peer = Peer(format_address(peername) if peername else "unix", self.admitted,
+        address = format_address(*peername[:2]) if isinstance(peername, tuple) \
+            else str(peername or "unix")  # a Unix socket's client is rarely bound to a path
+        self.peer = Peer(address, self.admitted,
                          tls.peer_user(transport))
         self.lines = Pipeline(manager, self.peer, transport, self.server.audit)
         self.watch = limits.Watch(asyncio.get_running_loop().time())
@@ -128,7 +124,7 @@ class Connection(asyncio.BufferedProtocol):
         if self.lines.closing:
             return
         # Read per read, as a login or a change in the users file moves it.
-        self.framer.max_line = self._line_limits[self.peer.strict]
+        self.framer.max_line = self._line_limits[self.peer.on_probation]
         for event in self.framer.feed(data):
             self._handle(event)
         if self.lines_seen == 0 and self.framer.has_partial and not self.lines.closing:
@@ -197,7 +193,7 @@ class Connection(asyncio.BufferedProtocol):
         self.lines_seen += 1
         self._cancel_oneshot()
         limit = self.server.config.login_max_commands
-        if self.peer.strict and self.lines_seen > limit:
+        if self.peer.on_probation and self.lines_seen > limit:
             self.lines.stop_with(f"too many commands before logging in (limit {limit})")
             return
         self.lines.add(raw)

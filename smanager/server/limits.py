@@ -135,7 +135,7 @@ def check(connection, now, config):
         return f"output unread for {config.send_timeout:g} s; dropping the client", False
     if watch.refused:
         return None
-    if connection.peer.strict and now - watch.opened >= config.login_timeout:
+    if connection.peer.on_probation and now - watch.opened >= config.login_timeout:
         return f"not logged in within {config.login_timeout:g} s; closing the connection", True
     if connection.reads != watch.reads or connection.lines.busy or connection.lines.queue:
         watch.reads, watch.idle_since = connection.reads, now

@@ -14,10 +14,10 @@ import logging
 import time
 
 from ..core import eager
-from ..wire import errors, formats, protocol
+from ..core.runner import Outcome
+from ..wire import errors, formats
 from . import tls
 from .flow import Flow
-from ..core.runner import Reply
 
 log = logging.getLogger("smanager.pipeline")
 QUEUE_HIGH, QUEUE_LOW = 256, 64  # lines waiting before we stop reading, and resume
@@ -27,7 +27,7 @@ DRAIN = object()  # a job: wait until the client has read what we sent
 class Pipeline:
     def __init__(self, manager, peer, transport, audit=None):
         self.manager = manager
-        self._begin_line = manager.begin_line
+        self._answer = manager.answer
         self._start = manager.runner.start
         self._roster = manager.roster
         self.peer = peer
@@ -36,7 +36,7 @@ class Pipeline:
         self.worker = None  # the connection's task, made when the first line arrives
         self.closing = False  # run nothing more
         self.finish_then_close = False  # no more input will come: close when the queue is done
-        self._job = None  # handed to the worker: a coroutine, a streaming Reply, or DRAIN
+        self._job = None  # handed to the worker: a coroutine, a streaming Outcome, or DRAIN
         self._wakeup = None  # the future an idle worker waits on
         self._running = False  # the worker is inside a job
         self._cancel_reason = None  # the error to reply when the running job is cancelled
@@ -80,7 +80,7 @@ class Pipeline:
                 self._cancel_reason = reason
                 self.worker.cancel()
         elif self._job is not None and self._job is not DRAIN:
-            self._drop_job(Reply(error=reason))
+            self._drop_job(Outcome(error=reason))
 
     def shut(self):
         """Run nothing new; close now if idle, else once the current job ends."""
@@ -166,11 +166,7 @@ class Pipeline:
         """Start one line; write its reply if done, else return the job left to do."""
         if self.audit is not None:
             self._audited = (time.time(), raw)
-        try:
-            outcome = self._begin_line(raw, self.peer)
-        except protocol.ParseError as exc:
-            outcome = Reply(error=str(exc))
-        return self._settle(outcome)
+        return self._settle(self._answer(raw, self.peer))
 
     def _settle(self, outcome):
         """Write a finished reply; return the job left for the worker, or None.
@@ -178,13 +174,13 @@ class Pipeline:
         (Every line passes here, so it writes straight to the transport: its
         callers have made sure the transport is not closing.)
         """
-        if type(outcome) is Reply and outcome.stream is None:
+        if type(outcome) is Outcome and outcome.stream is None:
             if outcome.mode is not None:
                 self._switch(outcome.mode)
             self.transport.write(self._render_reply(outcome))
             if self._audited is not None:
                 self._audit(outcome.error)
-            if outcome.close or outcome.error is not None and self.peer.strict:
+            if outcome.close or outcome.error is not None and self.peer.on_probation:
                 self._after(outcome.close, outcome.error)
             return None
         return outcome  # None for a blank line, or a job for the worker
@@ -196,7 +192,7 @@ class Pipeline:
     def _after(self, close, error):
         """Close after this reply if it asks to, or if it is an error to a
         connection that has not logged in (it gets no second chance)."""
-        if close or self.peer.strict and error is not None:
+        if close or self.peer.on_probation and error is not None:
             self.closing = True
             self.queue.clear()
             self.flow.stop_for_good()
@@ -260,7 +256,7 @@ class Pipeline:
                 if self._cancel_next_job and asyncio.iscoroutine(job):
                     asyncio.current_task().cancel()  # delivered inside the job, see _work
                 self._cancel_next_job = False
-                reply = job if type(job) is Reply else await job
+                reply = job if type(job) is Outcome else await job
                 if reply.mode is not None:
                     self._switch(reply.mode)
                 if reply.stream is not None:
@@ -277,7 +273,7 @@ class Pipeline:
             error = self._cancel_reason or errors.CANCELLED
             self._write(self.format.error(error))
             self._audit(error)
-            self._after(False, error)  # an error: the end for a strict connection
+            self._after(False, error)  # an error: the end for a connection on probation
         finally:
             self._running = False
             self._cancel_reason = None

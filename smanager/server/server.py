@@ -12,12 +12,13 @@ import logging
 import signal
 import ssl
 
-from . import limits, tls, unix_socket
 from ..auth.access import Access
 from ..auth.audit import Audit
 from ..config import ConfigError
-from .connection import Connection, format_address
 from ..core.manager import Manager
+from ..wire.address import format_address
+from . import limits, tls, unix_socket
+from .connection import Connection
 
 log = logging.getLogger("smanager.server")
 RECEIVE_BUFFER = 65536  # bytes read from a client at a time
@@ -109,7 +110,7 @@ class Server:
             await listener.start_serving()
         self._sweeper = loop.create_task(limits.sweep(self, config))
         if config.tcp:
-            log.info("listening on %s", format_address(self.address))
+            log.info("listening on %s", format_address(*self.address))
         if config.unix_socket:
             log.info("listening on Unix socket %s", config.unix_socket)
 

@@ -1,4 +1,4 @@
-"""TLS (stdlib ssl, TLS 1.2 or newer) for the TCP listener and for clients.
+"""TLS (stdlib ssl, TLS 1.2 or newer) for the TCP listener.
 
 - ``--tls-cert`` and ``--tls-key`` make the TCP listener speak TLS only.
 - ``--tls-client-ca`` also requires every client to present a certificate
@@ -18,16 +18,6 @@ def server_context(cert, key, client_ca=None):
     if client_ca:
         context.verify_mode = ssl.CERT_REQUIRED
         context.load_verify_locations(client_ca)
-    return context
-
-
-def client_context(ca=None, cert=None, key=None):
-    """Verifies the server against ``ca`` (or the system's CAs); presents
-    ``cert`` (and ``key``) if the server asks for a client certificate."""
-    context = ssl.create_default_context(cafile=ca)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    if cert:
-        context.load_cert_chain(cert, key)
     return context
 
 

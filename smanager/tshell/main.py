@@ -24,13 +24,9 @@ import os
 import ssl
 import sys
 
-from ..client import fleet
-from ..server import tls
-from ..cli.main import OneLineParser, UsageError
-from ..client import Client, ClientError
-from ..client.common import DEFAULT_TIMEOUT
-from ..client.common import request_bytes, text_of
-from ..config import DEFAULT_HOST, DEFAULT_PORT
+from ..client import Client, ClientError, fleet, tls_context
+from ..client.common import DEFAULT_TIMEOUT, request_bytes, text_of
+from ..config import DEFAULT_HOST, DEFAULT_PORT, OneLineParser, UsageError
 from .shell import RED, RESET, Shell, default_history_file
 
 OK, ERROR_REPLY, NO_ANSWER = 0, 1, 2
@@ -120,7 +116,7 @@ def _addresses(args):
     args.client_options = {"ssl": None}
     if args.tls or args.tls_ca or args.tls_cert:
         try:
-            args.client_options["ssl"] = tls.client_context(args.tls_ca, args.tls_cert,
+            args.client_options["ssl"] = tls_context(args.tls_ca, args.tls_cert,
                                                              args.tls_key)
         except ssl.SSLError as exc:
             raise UsageError(f"cannot use the TLS files: {exc}") from None

@@ -1,0 +1,38 @@
+"""A connected client, as the core sees it: who it is, what it may run, its sessions."""
+
+import itertools
+
+from ..service import Session
+from .levels import Level
+
+_connection_ids = itertools.count(1)
+
+
+class Peer:
+    """One connection's identity and standing; the access policy sets
+    ``level`` and ``on_probation`` (see access.py)."""
+
+    def __init__(self, address, host=None, certificate=None):
+        self.address = address  # "host:port", for logs
+        self.host = host or address  # what failed logins are counted against
+        self.certificate = certificate  # the name on its verified TLS client certificate
+        self.login = None  # the user it logged in as
+        self.level = Level.ADMIN  # what it may run
+        # Not logged in on a server with users: short lines, few commands, and
+        # closed on its first error (the README's "probation").
+        self.on_probation = False
+        self.challenge = None  # (user, nonce) of the challenge awaiting its auth
+        self.id = next(_connection_ids)
+        self.sessions = {}  # service name -> (instance, Session)
+
+    @property
+    def user(self):
+        return self.login or self.certificate
+
+    def session_for(self, loaded):
+        """The Session this connection has with a running service (a new one
+        after the service restarted)."""
+        entry = self.sessions.get(loaded.name)
+        if entry is None or entry[0] is not loaded.instance:
+            entry = self.sessions[loaded.name] = (loaded.instance, Session(self.address, self.id))
+        return entry[1]
