@@ -459,7 +459,7 @@ async def test_a_client_that_ends_tls_is_let_go(pki, errors_logged, when, how):
             elif when == "mid-command":
                 client.send("testsvc sleep 0.3")
                 assert await until(lambda: server.connections
-                                   and the_connection(server).lines.busy)
+                                   and the_connection(server).pipeline.busy)
             if how.startswith("close_notify"):
                 client.send_close_notify()
             else:
@@ -493,8 +493,8 @@ async def test_a_fin_while_the_server_has_stopped_reading_for_good(pki, errors_l
             else:
                 client.send(b"testsvc sleep 0.4")
             assert await until(lambda: server.connections
-                               and the_connection(server).lines.busy
-                               and not the_connection(server).lines.flow.reading)
+                               and the_connection(server).pipeline.busy
+                               and not the_connection(server).pipeline.flow.reading)
             client.half_close()
             with contextlib.suppress(TimeoutError):
                 await client.to_the_end(seconds=1.5)
@@ -693,7 +693,7 @@ async def test_shutdown_with_handshakes_and_tls_commands_under_way(pki, errors_l
             await typing.send(b"systemstatus ec")  # (not a first line: no one-shot)
             await busy.send("testsvc sleep 0.4")
             assert await until(lambda: len(server.connections) == 3 and any(
-                c.lines.busy for c in server.connections))
+                c.pipeline.busy for c in server.connections))
             assert server.admission.count == 8
             began = time.monotonic()
             await server.shutdown()
@@ -727,10 +727,10 @@ async def test_shutdown_meets_a_client_ending_tls_mid_command(pki, errors_logged
         client = await connected(server, pki)
         try:
             client.send("testsvc sleep 0.3")
-            assert await until(lambda: server.connections and the_connection(server).lines.busy)
+            assert await until(lambda: server.connections and the_connection(server).pipeline.busy)
             began = time.monotonic()
             shutdown = asyncio.create_task(server.shutdown())
-            assert await until(lambda: the_connection(server).lines.closing)
+            assert await until(lambda: not the_connection(server).pipeline.accepting)
             if how.startswith("close_notify"):
                 client.send_close_notify()
             else:

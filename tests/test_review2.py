@@ -362,7 +362,7 @@ async def test_replies_paused_by_a_slow_reader_keep_their_order(rev_dir):
         client, conn = await small_buffer_client(server)
         batch = "".join(f"rev blob 64\nrev say {i}\n" for i in range(40))  # 2.5 MiB of replies
         await client.send(batch)
-        await until(lambda: conn.lines.flow.write_paused)  # the server sees the client lagging
+        await until(lambda: conn.pipeline.flow.write_paused)  # the server sees the client lagging
         for i in range(40):
             assert await reply(client, TIMEOUT) == ("y" * 1023 + "\n") * 64 + SEP
             assert await reply(client, TIMEOUT) == f"{i}\n" + SEP
@@ -476,8 +476,8 @@ async def test_shutdown_does_not_wait_for_an_idle_connection_that_is_not_reading
     async with rev_server(rev_dir, shutdown_timeout=0.5) as server:
         client, conn = await small_buffer_client(server)
         await client.send("rev blob 4096")  # 4 MiB, answered at once: nothing runs after
-        await until(lambda: conn.lines.flow.write_paused)
-        assert conn.lines._job is None and not conn.lines._running  # idle
+        await until(lambda: conn.pipeline.flow.write_paused)
+        assert conn.pipeline.job is None  # idle
         started = time.monotonic()
         await asyncio.wait_for(server.shutdown(), TIMEOUT)
         took = time.monotonic() - started
@@ -832,7 +832,7 @@ def test_buffer_updated_hands_on_a_copy():
     connections = [Connection(server), Connection(server)]
     seen = []
     for conn in connections:
-        conn.lines = object()  # begun (not refused at the door)
+        conn.pipeline = object()  # begun (not refused at the door)
         conn.data_received = seen.append  # what buffer_updated passes on
     for conn, text in zip(connections, (b"first", b"other")):
         buffer = conn.get_buffer(-1)
@@ -848,7 +848,7 @@ async def test_lines_kept_across_reads_do_not_alias_the_shared_buffer(rev_dir):
         a = await LineClient.connect(server.address[1])
         b = await LineClient.connect(server.address[1])
         assert await ask(a, "rev ping") == await ask(b, "rev ping") == "pong\n" + SEP
-        conn_a = next(c for c in server.connections if c.lines.worker is not None
+        conn_a = next(c for c in server.connections if c.pipeline.worker is not None
                       and c.peer.address.endswith(str(a.writer.get_extra_info("sockname")[1])))
         # A: a job that waits, lines queued behind it, and half a line in the framer.
         await a.send(b"rev slow 0.2\n" + b"".join(b"rev say a%d\n" % i for i in range(50))

@@ -487,7 +487,7 @@ async def test_each_path_writes_exactly_one_line(tmp_path):
         await client.send("mode text\ntestsvc sleep 5\ntestsvc add 3 3")
         assert await client.reply() == b"text\n" + SEP_LINE
         assert await until(lambda: server.connections and
-                           all(c.lines.busy for c in server.connections))
+                           all(c.pipeline.busy for c in server.connections))
         await client.send(b"\xff\xf4")  # Ctrl-C
         assert await client.reply() == b"ERROR: interrupted\n" + SEP_LINE
         oneshot = await LineClient.connect(port)
@@ -495,7 +495,7 @@ async def test_each_path_writes_exactly_one_line(tmp_path):
         assert await oneshot.read_all() == b"10\n" + SEP_LINE
         await oneshot.close()
         await client.send("testsvc sleep 5")
-        assert await until(lambda: all(c.lines.busy for c in server.connections))
+        assert await until(lambda: all(c.pipeline.busy for c in server.connections))
     await client.close()
     found = [(LINE.fullmatch(row)[3], LINE.fullmatch(row)[5]) for row in rows(trail)]
     assert found == [

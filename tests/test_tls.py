@@ -232,7 +232,7 @@ async def test_shutdown_meeting_a_closing_connection_closes_it_once(pki, caplog)
         writer.transport.pause_reading()  # slow to answer the server's close_notify
         writer.write(b"quit\n")
         async with asyncio.timeout(TIMEOUT):
-            while not server.connections or not next(iter(server.connections)).lines.closing:
+            while not server.connections or next(iter(server.connections)).pipeline.accepting:
                 await asyncio.sleep(0.005)
         (connection,) = server.connections
         connection.begin_shutdown()  # what shutdown does first to every connection

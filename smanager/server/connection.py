@@ -36,7 +36,7 @@ class Connection(asyncio.BufferedProtocol):
         self._buffer = server.receive_buffer
         self.transport = None
         self.peer = None
-        self.lines = None  # the Pipeline, once connected
+        self.pipeline = None  # the connection's Pipeline, once it is open
         self.lines_seen = 0
         self.keystrokes = False  # the client sends a key at a time: never a one-shot
         self._oneshot_timer = None
@@ -50,7 +50,7 @@ class Connection(asyncio.BufferedProtocol):
 
     @property
     def worker(self):
-        return self.lines.worker
+        return self.pipeline.worker
 
     # -- asyncio callbacks -------------------------------------------------------
 
@@ -89,7 +89,7 @@ class Connection(asyncio.BufferedProtocol):
             else str(peername or "unix")  # a Unix socket's client is rarely bound to a path
         self.peer = Peer(address, self.admitted,
                          tls.peer_user(transport))
-        self.lines = Pipeline(manager, self.peer, transport, self.server.audit)
+        self.pipeline = Pipeline(manager, self.peer, transport, self.server.audit)
         self.watch = limits.Watch(asyncio.get_running_loop().time())
         self.server.connections.add(self)
         manager.access.greet(self.peer)
@@ -107,7 +107,7 @@ class Connection(asyncio.BufferedProtocol):
         return self._buffer
 
     def buffer_updated(self, nbytes):
-        if self.lines is None:
+        if self.pipeline is None:
             # asyncio hands on lines that came with the handshake's last bytes
             # before start_tls returns; keep them for begin(), one loop turn away.
             # A connection refused at the door reads nothing.
@@ -115,31 +115,28 @@ class Connection(asyncio.BufferedProtocol):
                 self.early += self._buffer[:nbytes]
             return
         self.reads += 1
-        data = bytes(self._buffer[:nbytes])
-        if not (self.lines_seen and self.framer.at_line_start
-                and self.lines.answer_remembered(data)):
-            self.data_received(data)
+        self.data_received(bytes(self._buffer[:nbytes]))
 
     def data_received(self, data):
-        if self.lines.closing:
+        if not self.pipeline.accepting:
             return
         # Read per read, as a login or a change in the users file moves it.
         self.framer.max_line = self._line_limits[self.peer.on_probation]
         for event in self.framer.feed(data):
             self._handle(event)
-        if self.lines_seen == 0 and self.framer.has_partial and not self.lines.closing:
+        if self.lines_seen == 0 and self.framer.has_partial and self.pipeline.accepting:
             self._maybe_oneshot(data)
-        self.lines.advance()
+        self.pipeline.advance()
 
     def eof_received(self):
-        if self.lines is None:
+        if self.pipeline is None:
             return False  # refused at the door
         self._cancel_oneshot()
-        if not self.lines.closing:
+        if self.pipeline.accepting:
             for event in self.framer.eof():
                 self._handle(event)
-        self.lines.no_more_input()
-        self.lines.advance()
+        self.pipeline.no_more_input()
+        self.pipeline.advance()
         # Keep our side open until the replies are written (TLS cannot: asyncio
         # closes a TLS connection at the client's EOF, and warns if asked not to).
         return self.transport.get_extra_info("sslcontext") is None
@@ -154,21 +151,21 @@ class Connection(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc):
         self.release()
-        if self.lines is None:
+        if self.pipeline is None:
             return  # refused at the door, or lost before its TLS handshake ended
         self.server.forget(self)
         self._cancel_oneshot()
-        self.lines.lost()
+        self.pipeline.lost()
         if self.peer.sessions:
             self.server.track(self.server.manager.client_left(self.peer))
 
     def pause_writing(self):
-        if self.lines is not None:  # not while refusing or shaking hands
-            self.lines.flow.pause_writing()
+        if self.pipeline is not None:  # not while refusing or shaking hands
+            self.pipeline.flow.pause_writing()
 
     def resume_writing(self):
-        if self.lines is not None:
-            self.lines.flow.resume_writing()
+        if self.pipeline is not None:
+            self.pipeline.flow.resume_writing()
 
     # -- what the client's bytes mean ------------------------------------------------
 
@@ -176,27 +173,27 @@ class Connection(asyncio.BufferedProtocol):
         if type(event) is bytes:
             self._line(event)
         elif event is framing.INTERRUPT:
-            self.lines.advance()  # lines before the Ctrl-C run, as if read on their own
-            self.lines.interrupt(errors.INTERRUPTED)
+            self.pipeline.advance()  # lines before the Ctrl-C run, as if read on their own
+            self.pipeline.interrupt(errors.INTERRUPTED)
         elif event is framing.OVERFLOW:
-            self.lines.stop_with(errors.line_too_long(self.framer.max_line))
+            self.pipeline.stop_with(errors.line_too_long(self.framer.max_line))
         elif not self.transport.is_closing():  # a telnet answer
             self.transport.write(event)
 
     def _line(self, raw):
-        if self.lines.closing:
+        if not self.pipeline.accepting:
             return
         if self.lines_seen == 0 and protocol.looks_like_http(raw):
             log.warning("%s sent an HTTP request; closed unanswered", self.peer.address)
-            self.lines.close()
+            self.pipeline.close()
             return
         self.lines_seen += 1
         self._cancel_oneshot()
         limit = self.server.config.login_max_commands
         if self.peer.on_probation and self.lines_seen > limit:
-            self.lines.stop_with(f"too many commands before logging in (limit {limit})")
+            self.pipeline.stop_with(f"too many commands before logging in (limit {limit})")
             return
-        self.lines.add(raw)
+        self.pipeline.add(raw)
 
     def _maybe_oneshot(self, data):
         """(Re)start the one-shot timer, unless this client is a person typing:
@@ -217,28 +214,28 @@ class Connection(asyncio.BufferedProtocol):
 
     def _oneshot(self):
         self._oneshot_timer = None
-        if self.lines_seen == 0 and not self.lines.closing:
+        if self.lines_seen == 0 and self.pipeline.accepting:
             self._line(self.framer.take_partial())
-            self.lines.no_more_input()
-            self.lines.advance()
+            self.pipeline.no_more_input()
+            self.pipeline.advance()
 
     # -- shutdown ----------------------------------------------------------------
 
     def begin_shutdown(self):
         """Run nothing new; close now if idle, else once the current command ends."""
         self._cancel_oneshot()
-        self.lines.shut()
+        self.pipeline.shut()
 
     def refuse(self, message, reachable=True):
         """A limit was broken: say so if the client can still hear it, and close."""
         self._cancel_oneshot()
         if not reachable:
             self.transport.abort()
-        elif self.lines.busy:
-            self.lines.interrupt(message)  # the command's reply is this error
+        elif self.pipeline.busy:
+            self.pipeline.interrupt(message)  # the command's reply is this error
         elif not self.transport.is_closing():
-            self.transport.write(self.lines.format.error(message))
-        self.lines.shut()
+            self.transport.write(self.pipeline.format.error(message))
+        self.pipeline.shut()
 
     def cancel_for_shutdown(self):
-        self.lines.interrupt(errors.SHUTTING_DOWN)
+        self.pipeline.interrupt(errors.SHUTTING_DOWN)

@@ -111,7 +111,7 @@ async def sweep(server, config):
 def check(connection, now, config):
     """The rule this connection breaks now, as (its error, whether the client
     can still be told), or None."""
-    watch, flow = connection.watch, connection.lines.flow
+    watch, flow = connection.watch, connection.pipeline.flow
     # Rule 4 first: it is the only one left for a connection already refused.
     # Under TLS, one big reply can sit whole in the TCP transport beneath,
     # where the TLS transport's flow control never sees it: watch that too.
@@ -137,7 +137,7 @@ def check(connection, now, config):
         return None
     if connection.peer.on_probation and now - watch.opened >= config.login_timeout:
         return f"not logged in within {config.login_timeout:g} s; closing the connection", True
-    if connection.reads != watch.reads or connection.lines.busy or connection.lines.queue:
+    if connection.reads != watch.reads or connection.pipeline.busy or connection.pipeline.queue:
         watch.reads, watch.idle_since = connection.reads, now
     elif now - watch.idle_since >= config.idle_timeout:
         return f"idle for {config.idle_timeout:g} s; closing the connection", True

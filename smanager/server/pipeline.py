@@ -1,17 +1,27 @@
-"""The lines of one connection, run in order.
+"""The lines of one connection, answered in order.
 
-Each connection has one task, its worker.  A line runs at once, in the
-callback that received it, acting as the worker (see eager.py); only a request
-that has to wait (a plain command's thread, an async command that sleeps, a
-stream, a full send buffer) is handed to the worker as a job, and the lines
-behind it wait their turn.  So pipelined requests are answered in order, and a
-request that finishes at once costs no task switch.
+1. Every line takes one path: ``Manager.answer(raw, peer)``, then its reply is
+   written (and audited).  It runs at once, in the callback that read it,
+   acting as the connection's one task, its worker (see core/eager.py).
+2. Only a request that has to wait (a plain command's thread, an async
+   command that sleeps, a stream, a full send buffer) becomes a Job for the
+   worker, and the lines behind it wait their turn.  So pipelined requests
+   are answered in order, and one that finishes at once costs no task switch.
+3. The pipeline's life is a Phase, changed only by ``_enter()``, and never
+   backwards: OPEN (reading lines and answering them) -> ENDING (taking no
+   more input: what is queued still runs, then the connection closes) ->
+   CLOSED (nothing more runs).  A connection ends after the client
+   half-closes, after a one-shot line, after a reply that closes (quit,
+   kill, an error on probation), or when a limit is passed (StopWith).
 """
 
 import asyncio
 import collections
+import enum
 import logging
 import time
+from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..core import eager
 from ..core.runner import Outcome
@@ -21,37 +31,65 @@ from .flow import Flow
 
 log = logging.getLogger("smanager.pipeline")
 QUEUE_HIGH, QUEUE_LOW = 256, 64  # lines waiting before we stop reading, and resume
-DRAIN = object()  # a job: wait until the client has read what we sent
+DRAIN = object()  # a job's work: wait until the client has read what we sent
+
+
+class Phase(enum.IntEnum):
+    OPEN = 0
+    ENDING = 1
+    CLOSED = 2
+
+
+class StopWith(NamedTuple):
+    """Queued behind the lines a limit let through: its error is the last reply."""
+
+    error: str
+
+
+@dataclass(slots=True, eq=False)
+class Job:
+    """What the worker is handed: ``work`` is a coroutine that finishes a
+    command, an Outcome whose stream it sends, or DRAIN."""
+
+    work: object
+    running: bool = False  # the worker is inside it: interrupt() cancels, never replaces
+    cancel_reason: str | None = None  # why interrupt() cancelled it: its error reply
+    cancel_on_start: bool = False  # a cancellation meant for it came before it started
 
 
 class Pipeline:
     def __init__(self, manager, peer, transport, audit=None):
-        self.manager = manager
         self._answer = manager.answer
-        self._start = manager.runner.start
-        self._roster = manager.roster
         self.peer = peer
         self.transport = transport
-        self.queue = collections.deque()
+        self.phase = Phase.OPEN
+        self.queue = collections.deque()  # raw lines, perhaps ending in a StopWith
         self.worker = None  # the connection's task, made when the first line arrives
-        self.closing = False  # run nothing more
-        self.finish_then_close = False  # no more input will come: close when the queue is done
-        self._job = None  # handed to the worker: a coroutine, a streaming Outcome, or DRAIN
+        self.job = None  # the Job handed to the worker, until it is done
         self._wakeup = None  # the future an idle worker waits on
-        self._running = False  # the worker is inside a job
-        self._cancel_reason = None  # the error to reply when the running job is cancelled
-        self._cancel_next_job = False  # a cancellation arrived for the job handed over
         self.flow = Flow(transport)
-        self._loop = None
         self.format = formats.Text  # replies' format: `mode json` switches it
+        self._render_reply = self.format.reply
         self.audit = audit  # an Audit, or None: then nothing here costs a thing
         self._audited = None  # (time begun, raw line) of the line being answered
-        self._render_reply = self.format.reply
+
+    @property
+    def accepting(self):
+        """Lines read now are queued (not ignored)."""
+        return self.phase is Phase.OPEN
 
     @property
     def busy(self):
         """A command is running or about to (not merely waiting for the client to read)."""
-        return self._job is not None and self._job is not DRAIN
+        return self.job is not None and self.job.work is not DRAIN
+
+    def _enter(self, phase):
+        """The one place the phase changes; it only moves forward."""
+        if phase <= self.phase:
+            return
+        self.phase = phase
+        if phase is Phase.ENDING:
+            self.flow.stop_for_good()
 
     # -- input -------------------------------------------------------------------
 
@@ -61,53 +99,56 @@ class Pipeline:
             self.flow.stop_reading("queue")
 
     def no_more_input(self):
-        """The client has finished (or will be treated as finished): close when done."""
-        self.finish_then_close = True
-        self.flow.stop_for_good()
+        """The client has finished (or is treated as finished): close when done."""
+        self._enter(Phase.ENDING)
 
     def stop_with(self, error):
         """A limit was passed: answer the lines before, then ``error``, then close."""
-        self.queue.append(error)  # a str among the lines' bytes
-        self.closing = True
-        self.flow.stop_for_good()
+        self.queue.append(StopWith(error))
+        self._enter(Phase.ENDING)
 
     def interrupt(self, reason):
         """Ctrl-C or shutdown: drop waiting lines, stop the job with an error reply."""
         self.queue.clear()
         self.flow.start_reading("queue")
-        if self._running:
-            if self._cancel_reason is None:  # one cancel per job, however many Ctrl-Cs
-                self._cancel_reason = reason
-                self.worker.cancel()
-        elif self._job is not None and self._job is not DRAIN:
-            self._drop_job(Outcome(error=reason))
+        job = self.job
+        if job is None or job.work is DRAIN:
+            return
+        if not job.running:
+            self._replace_work(Outcome(error=reason))
+        elif job.cancel_reason is None:  # one cancel per job, however many Ctrl-Cs
+            job.cancel_reason = reason
+            self.worker.cancel()
 
     def shut(self):
         """Run nothing new; close now if idle, else once the current job ends."""
-        self.closing = True
         self.queue.clear()
-        if self._job is None:
+        if self.job is None:
             self.close()
         else:
-            self.flow.stop_for_good()
+            self._enter(Phase.ENDING)
 
     def lost(self):
         """The transport is gone: stop everything."""
-        self.closing = True
-        self._drop_job(None)
+        self._enter(Phase.CLOSED)
+        self._replace_work(None)
         if self.worker is not None:
             self.worker.cancel()
         self.flow.lost()
 
+    def close(self):
+        """Close the connection now; nothing more runs."""
+        self._enter(Phase.CLOSED)  # closing may read the client's last bytes: they run nothing
+        tls.close(self.transport)
+
     # -- running -----------------------------------------------------------------
 
     def advance(self):
-        """Run queued lines now, acting as the worker, until one has to wait."""
-        if self._job is not None or self.transport.is_closing():
+        """Answer queued lines now, acting as the worker, until one has to wait."""
+        if self.job is not None or self.transport.is_closing():
             return
         if self.queue and self.worker is None:
-            self._loop = asyncio.get_running_loop()
-            self.worker = self._loop.create_task(self._work())
+            self.worker = asyncio.get_running_loop().create_task(self._work())
         acting = self.queue and eager.act_as(self.worker)
         try:
             while self.queue and not self.transport.is_closing():
@@ -116,64 +157,27 @@ class Pipeline:
                 item = self.queue.popleft()
                 if len(self.queue) <= QUEUE_LOW:
                     self.flow.start_reading("queue")
-                if type(item) is str:
-                    self._write(self.format.error(item))
-                    self.closing = True
+                if type(item) is StopWith:
+                    self._write(self.format.error(item.error))
                     break
-                job = self._begin(item)
-                if job is not None:
-                    return self._hand_over(job)
+                work = self._begin(item)
+                if work is not None:
+                    return self._hand_over(work)
         finally:
             if acting:
                 eager.stop_acting(self.worker)
-        if self.closing or self.finish_then_close:
+        if self.phase is Phase.ENDING:
             self.close()
-
-    def close(self):
-        """Close the connection now; nothing more runs."""
-        self.closing = True  # closing may read the client's last bytes: they run nothing
-        tls.close(self.transport)
-
-    def answer_remembered(self, data):
-        """The fastest lane: ``data`` is one whole line the catalog remembers
-        (see Manager.begin_line), and nothing is queued or running, so its
-        Call runs at once: no framing, parsing or binding.  Returns False,
-        having done nothing, for anything else, which takes the general path.
-
-        The caller vouches that the framer is at the start of a line (nothing
-        half-read) and that this is not the connection's first line.
-        """
-        if (self._job is not None or self.queue or self.flow.write_paused or self.closing
-                or data[-1:] != b"\n" or self.worker is None or self.audit is not None):
-            return False
-        calls = self._roster.catalog.calls  # the catalog of the moment: a restart replaces it
-        call = calls.get(data[:-2] if data[-2:-1] == b"\r" else data[:-1])
-        if call is None or call.command.level > self.peer.level or self.transport.is_closing():
-            return False
-        loop = self._loop  # a protocol callback called us: no task is running
-        eager.enter_task(loop, self.worker)
-        try:
-            job = self._settle(self._start(call))
-        finally:
-            eager.leave_task(loop, self.worker)
-        if job is not None:
-            self._hand_over(job)
-        elif self.closing:
-            self.close()
-        return True
 
     def _begin(self, raw):
-        """Start one line; write its reply if done, else return the job left to do."""
-        if self.audit is not None:
-            self._audited = (time.time(), raw)
-        return self._settle(self._answer(raw, self.peer))
-
-    def _settle(self, outcome):
-        """Write a finished reply; return the job left for the worker, or None.
+        """Answer one line; write its reply if done, else return the work left to do.
 
         (Every line passes here, so it writes straight to the transport: its
-        callers have made sure the transport is not closing.)
+        caller has made sure the transport is not closing.)
         """
+        if self.audit is not None:
+            self._audited = (time.time(), raw)
+        outcome = self._answer(raw, self.peer)
         if type(outcome) is Outcome and outcome.stream is None:
             if outcome.mode is not None:
                 self._switch(outcome.mode)
@@ -183,32 +187,36 @@ class Pipeline:
             if outcome.close or outcome.error is not None and self.peer.on_probation:
                 self._after(outcome.close, outcome.error)
             return None
-        return outcome  # None for a blank line, or a job for the worker
+        return outcome  # None for a blank line, or work for the worker
 
     def _switch(self, mode):
         self.format = formats.FORMATS[mode]
         self._render_reply = self.format.reply
 
     def _after(self, close, error):
-        """Close after this reply if it asks to, or if it is an error to a
-        connection that has not logged in (it gets no second chance)."""
+        """End after this reply if it asks to, or if it is an error to a
+        connection on probation (it gets no second chance)."""
         if close or self.peer.on_probation and error is not None:
-            self.closing = True
             self.queue.clear()
-            self.flow.stop_for_good()
+            self._enter(Phase.ENDING)
 
-    def _hand_over(self, job):
-        self._job = job
+    def _hand_over(self, work):
+        self.job = Job(work)
         if self._wakeup is not None and not self._wakeup.done():
             self._wakeup.set_result(None)
 
-    def _drop_job(self, replacement):
-        """Replace a job the worker has not started (a running one is cancelled instead)."""
-        if self._running or self._job is None:
+    def _replace_work(self, replacement):
+        """Replace the work of a job the worker has not started (None: drop the
+        job).  A running one is cancelled instead."""
+        job = self.job
+        if job is None or job.running:
             return
-        if asyncio.iscoroutine(self._job):
-            self._job.close()
-        self._job = replacement
+        if asyncio.iscoroutine(job.work):
+            job.work.close()
+        if replacement is None:
+            self.job = None
+        else:
+            job.work = replacement
 
     async def _work(self):
         """The worker: finishes handed-over jobs for as long as the connection lives.
@@ -226,18 +234,18 @@ class Pipeline:
         task = asyncio.current_task()
         try:
             while not self.transport.is_closing():
-                if self._job is None:
+                if self.job is None:
                     self._wakeup = loop.create_future()
                     try:
                         await self._wakeup
                     except asyncio.CancelledError:
-                        if self._job is None or self.transport.is_closing():
+                        if self.job is None or self.transport.is_closing():
                             raise
                         task.uncancel()
-                        self._cancel_next_job = True
+                        self.job.cancel_on_start = True
                     continue
-                await self._finish(self._job)
-                self._job = None
+                await self._finish(self.job)
+                self.job = None
                 while task.cancelling():
                     task.uncancel()
                 self.advance()
@@ -250,33 +258,33 @@ class Pipeline:
             self.close()
 
     async def _finish(self, job):
-        self._running = True
+        job.running = True
         try:
-            if job is not DRAIN:
-                if self._cancel_next_job and asyncio.iscoroutine(job):
+            work = job.work
+            if work is not DRAIN:
+                if job.cancel_on_start and asyncio.iscoroutine(work):
                     asyncio.current_task().cancel()  # delivered inside the job, see _work
-                self._cancel_next_job = False
-                reply = job if type(job) is Outcome else await job
-                if reply.mode is not None:
-                    self._switch(reply.mode)
-                if reply.stream is not None:
-                    await self._send_stream(reply.stream)
+                outcome = work if type(work) is Outcome else await work
+                if outcome.mode is not None:
+                    self._switch(outcome.mode)
+                if outcome.stream is not None:
+                    await self._send_stream(outcome.stream)
                 else:
-                    self._write(self._render_reply(reply))
-                    self._audit(reply.error)
-                self._after(reply.close, reply.error or reply.stream and reply.stream.error)
+                    self._write(self._render_reply(outcome))
+                    self._audit(outcome.error)
+                self._after(outcome.close,
+                            outcome.error or outcome.stream and outcome.stream.error)
         except asyncio.CancelledError:
-            if self._cancel_reason is None and self.transport.is_closing():
+            if job.cancel_reason is None and self.transport.is_closing():
                 self._audit("the client went away while it ran")
                 raise  # the connection is gone
             asyncio.current_task().uncancel()
-            error = self._cancel_reason or errors.CANCELLED
+            error = job.cancel_reason or errors.CANCELLED
             self._write(self.format.error(error))
             self._audit(error)
             self._after(False, error)  # an error: the end for a connection on probation
         finally:
-            self._running = False
-            self._cancel_reason = None
+            job.running = False
         # Outside the command: a reply already sent whole is not "interrupted".
         await self.flow.drain()
 

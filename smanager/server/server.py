@@ -177,7 +177,7 @@ class Server:
         """Close every connection; abort those whose client will not read the rest."""
         self._all_closed = asyncio.Event()
         for connection in list(self.connections):
-            connection.lines.close()
+            connection.pipeline.close()
         if self.connections:
             try:
                 await asyncio.wait_for(self._all_closed.wait(), timeout)
@@ -187,7 +187,7 @@ class Server:
                     connection.transport.abort()
 
     async def _wait_for_commands(self, timeout):
-        workers = [c.worker for c in self.connections if c.lines.busy and c.worker is not None]
+        workers = [c.worker for c in self.connections if c.pipeline.busy and c.worker is not None]
         if not workers:
             return
         _, late = await asyncio.wait(workers, timeout=timeout)
