@@ -24,9 +24,10 @@ from ..auth.peer import Peer
 from ..wire import errors, framing, protocol
 from ..wire.address import format_address
 from . import limits, tls
-from .pipeline import Pipeline
+from .pipeline import Phase, Pipeline
 
 log = logging.getLogger("smanager.connection")
+_OPEN = Phase.OPEN  # looked up on every read
 
 
 class Connection(asyncio.BufferedProtocol):
@@ -47,6 +48,7 @@ class Connection(asyncio.BufferedProtocol):
         self.early = bytearray()  # under TLS: bytes decrypted before start_tls has returned
         config = server.config  # the longest line, [logged in or open, not yet logged in]
         self._line_limits = (config.max_line, min(config.login_max_line, config.max_line))
+        self._probation_lines = config.login_max_commands  # lines it may send, not logged in
 
     @property
     def worker(self):
@@ -118,23 +120,22 @@ class Connection(asyncio.BufferedProtocol):
         self.data_received(bytes(self._buffer[:nbytes]))
 
     def data_received(self, data):
-        if not self.pipeline.accepting:
+        pipeline = self.pipeline
+        if pipeline.phase is not _OPEN:
             return
         # Read per read, as a login or a change in the users file moves it.
         self.framer.max_line = self._line_limits[self.peer.on_probation]
-        for event in self.framer.feed(data):
-            self._handle(event)
-        if self.lines_seen == 0 and self.framer.has_partial and self.pipeline.accepting:
+        self._take(self.framer.feed(data))
+        if self.lines_seen == 0 and self.framer.has_partial and pipeline.accepting:
             self._maybe_oneshot(data)
-        self.pipeline.advance()
+        pipeline.advance()
 
     def eof_received(self):
         if self.pipeline is None:
             return False  # refused at the door
         self._cancel_oneshot()
         if self.pipeline.accepting:
-            for event in self.framer.eof():
-                self._handle(event)
+            self._take(self.framer.eof())
         self.pipeline.no_more_input()
         self.pipeline.advance()
         # Keep our side open until the replies are written (TLS cannot: asyncio
@@ -169,31 +170,40 @@ class Connection(asyncio.BufferedProtocol):
 
     # -- what the client's bytes mean ------------------------------------------------
 
+    def _take(self, events):
+        """What the framer found, in order: lines, and everything else."""
+        for event in events:
+            if type(event) is bytes:
+                self._line(event)
+            else:
+                self._handle(event)
+
     def _handle(self, event):
-        if type(event) is bytes:
-            self._line(event)
-        elif event is framing.INTERRUPT:
+        """What the framer found besides a line."""
+        if event is framing.INTERRUPT:
             self.pipeline.advance()  # lines before the Ctrl-C run, as if read on their own
             self.pipeline.interrupt(errors.INTERRUPTED)
         elif event is framing.OVERFLOW:
             self.pipeline.stop_with(errors.line_too_long(self.framer.max_line))
-        elif not self.transport.is_closing():  # a telnet answer
+        elif type(event) is framing.TelnetAnswer and not self.transport.is_closing():
             self.transport.write(event)
 
     def _line(self, raw):
-        if not self.pipeline.accepting:
+        pipeline = self.pipeline
+        if pipeline.phase is not _OPEN:
             return
         if self.lines_seen == 0 and protocol.looks_like_http(raw):
             log.warning("%s sent an HTTP request; closed unanswered", self.peer.address)
-            self.pipeline.close()
+            pipeline.close()
             return
         self.lines_seen += 1
-        self._cancel_oneshot()
-        limit = self.server.config.login_max_commands
-        if self.peer.on_probation and self.lines_seen > limit:
-            self.pipeline.stop_with(f"too many commands before logging in (limit {limit})")
+        if self._oneshot_timer is not None:
+            self._cancel_oneshot()
+        if self.peer.on_probation and self.lines_seen > self._probation_lines:
+            pipeline.stop_with("too many commands before logging in "
+                               f"(limit {self._probation_lines})")
             return
-        self.pipeline.add(raw)
+        pipeline.add(raw)
 
     def _maybe_oneshot(self, data):
         """(Re)start the one-shot timer, unless this client is a person typing:

@@ -15,19 +15,19 @@ class Flow:
         self.transport = transport
         self.write_paused = False
         self.final = False  # no more reading will ever be wanted: never resume
-        self._not_reading = set()
+        self.held = set()  # why we are not reading now (a reason each)
         self._drain_waiter = None
         self.resumes = 0  # how often the client caught up: progress, for the send time-out
 
     def stop_reading(self, why):
-        if not self._not_reading:
+        if not self.held:
             self.transport.pause_reading()
-        self._not_reading.add(why)
+        self.held.add(why)
 
     def start_reading(self, why):
-        if why in self._not_reading:
-            self._not_reading.discard(why)
-            if not self._not_reading and not self.final:
+        if why in self.held:
+            self.held.discard(why)
+            if not self.held and not self.final:
                 self.transport.resume_reading()
 
     def stop_for_good(self):
@@ -41,7 +41,7 @@ class Flow:
     @property
     def reading(self):
         """We are taking the client's bytes (it is not us holding its line up)."""
-        return not self._not_reading and not self.final
+        return not self.held and not self.final
 
     def resume_writing(self):
         self.resumes += 1

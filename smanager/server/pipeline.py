@@ -65,6 +65,7 @@ class Pipeline:
         self.phase = Phase.OPEN
         self.queue = collections.deque()  # raw lines, perhaps ending in a StopWith
         self.worker = None  # the connection's task, made when the first line arrives
+        self._loop = None  # the worker's
         self.job = None  # the Job handed to the worker, until it is done
         self._wakeup = None  # the future an idle worker waits on
         self.flow = Flow(transport)
@@ -94,8 +95,22 @@ class Pipeline:
     # -- input -------------------------------------------------------------------
 
     def add(self, raw):
-        self.queue.append(raw)
-        if len(self.queue) >= QUEUE_HIGH:
+        """A line, from a protocol callback: answered at once if nothing is
+        ahead of it (acting as the worker), else queued behind what is."""
+        queue = self.queue
+        if self.job is None and not queue and not self.flow.write_paused \
+                and not self.transport.is_closing():
+            worker = self.worker or self._start_worker()
+            eager.enter_task(self._loop, worker)
+            try:
+                work = self._begin(raw)
+            finally:
+                eager.leave_task(self._loop, worker)
+            if work is not None:
+                self._hand_over(work)
+            return
+        queue.append(raw)
+        if len(queue) >= QUEUE_HIGH:
             self.flow.stop_reading("queue")
 
     def no_more_input(self):
@@ -144,30 +159,38 @@ class Pipeline:
     # -- running -----------------------------------------------------------------
 
     def advance(self):
-        """Answer queued lines now, acting as the worker, until one has to wait."""
-        if self.job is not None or self.transport.is_closing():
-            return
-        if self.queue and self.worker is None:
-            self.worker = asyncio.get_running_loop().create_task(self._work())
-        acting = self.queue and eager.act_as(self.worker)
-        try:
-            while self.queue and not self.transport.is_closing():
-                if self.flow.write_paused:
-                    return self._hand_over(DRAIN)
-                item = self.queue.popleft()
-                if len(self.queue) <= QUEUE_LOW:
-                    self.flow.start_reading("queue")
-                if type(item) is StopWith:
-                    self._write(self.format.error(item.error))
-                    break
-                work = self._begin(item)
-                if work is not None:
-                    return self._hand_over(work)
-        finally:
-            if acting:
-                eager.stop_acting(self.worker)
-        if self.phase is Phase.ENDING:
+        """From a protocol callback: answer queued lines now, acting as the
+        worker (see core/eager.py), until one has to wait; close if ending."""
+        if self.job is None and self.queue and not self.transport.is_closing():
+            worker = self.worker or self._start_worker()
+            eager.enter_task(self._loop, worker)
+            try:
+                self._answer_queued()
+            finally:
+                eager.leave_task(self._loop, worker)
+        if self.job is None and self.phase is Phase.ENDING:
             self.close()
+
+    def _start_worker(self):
+        self._loop = asyncio.get_running_loop()
+        self.worker = self._loop.create_task(self._work())
+        return self.worker
+
+    def _answer_queued(self):
+        """Answer queued lines, in order, until one leaves work for the worker."""
+        queue, flow, transport = self.queue, self.flow, self.transport
+        while queue and not transport.is_closing():
+            if flow.write_paused:
+                return self._hand_over(DRAIN)
+            item = queue.popleft()
+            if flow.held and len(queue) <= QUEUE_LOW:
+                flow.start_reading("queue")
+            if type(item) is StopWith:
+                self._write(self.format.error(item.error))
+                return
+            work = self._begin(item)
+            if work is not None:
+                return self._hand_over(work)
 
     def _begin(self, raw):
         """Answer one line; write its reply if done, else return the work left to do.
@@ -248,7 +271,9 @@ class Pipeline:
                 self.job = None
                 while task.cancelling():
                     task.uncancel()
-                self.advance()
+                self._answer_queued()  # as advance() does, but the worker is the task
+                if self.job is None and self.phase is Phase.ENDING:
+                    self.close()
         except (asyncio.CancelledError, ConnectionError):
             pass  # the client has gone, or the server is closing the connection
         except Exception:  # noqa: BLE001 - a bug here must not leave a silent connection
