@@ -9,7 +9,9 @@ with OneLineParser, so a mistake is one line on stderr and exit status 2.
 
 import argparse
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from typing import Any
 from pathlib import Path
 
 DEFAULT_HOST = "127.0.0.1"
@@ -32,7 +34,7 @@ class OneLineParser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def bundled_services_dir():
+def bundled_services_dir() -> Path:
     """The services shipped with smanager: beside the package in a checkout,
     inside it once installed."""
     package = Path(__file__).resolve().parent
@@ -42,9 +44,12 @@ def bundled_services_dir():
 
 @dataclass
 class Config:
+    """Every setting of the server, with its default; ``updated()`` applies a
+    file's or the command line's values, each checked."""
+
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
-    services: list = field(default_factory=list)  # more directories to load services from
+    services: list[str] = field(default_factory=list)  # more directories to load services from
     no_default_services: bool = False
     log_level: str = "INFO"
     command_timeout: float = 30.0  # seconds a command may run (a stream: between chunks)
@@ -64,7 +69,7 @@ class Config:
     tls_key: str = ""
     tls_client_ca: str = ""  # require client certificates signed by this CA
     users_file: str = ""  # users and their levels; once it names one, connections log in
-    unauthenticated: list = field(default_factory=lambda: ["help"])  # before login
+    unauthenticated: list[str] = field(default_factory=lambda: ["help"])  # before login
     login_max_line: int = 1024  # before logging in: bytes in a line...
     login_max_commands: int = 10  # ...lines sent...
     login_timeout: float = 60.0  # ...and seconds connected
@@ -72,14 +77,14 @@ class Config:
     audit_log: str = ""  # a file for the audit trail, "-" for stderr; none by default
     audit_log_max_bytes: int = 10 * 1024 * 1024  # rotate the file at this size...
     audit_log_backups: int = 5  # ...keeping this many old ones
-    service: dict = field(default_factory=dict)  # [service.NAME] tables
+    service: dict[str, dict] = field(default_factory=dict)  # [service.NAME] tables
 
     @property
-    def service_dirs(self):
+    def service_dirs(self) -> list[Path]:
         bundled = [] if self.no_default_services else [bundled_services_dir()]
         return bundled + [Path(directory) for directory in self.services]
 
-    def updated(self, settings):
+    def updated(self, settings: Mapping[str, Any]) -> "Config":
         """A copy with these settings applied, each checked."""
         known = {f.name: f for f in fields(self)}
         values = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -127,7 +132,7 @@ def _checked(key, value, kind):
     return value
 
 
-def read_file(path):
+def read_file(path: str | Path) -> dict[str, Any]:
     """The settings in a TOML file, with directories made absolute."""
     path = Path(path)
     try:

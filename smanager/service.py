@@ -14,7 +14,10 @@ moves a service between states, following TRANSITIONS.
 import asyncio
 import enum
 import logging
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
 
 log = logging.getLogger("smanager.service")
 
@@ -48,30 +51,45 @@ class Session:
 
     peer: str
     connection_id: int
-    data: dict = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
 
 
 class SService:
     """Base class of every service.
 
+    Where each method runs:
+
+    - ``def cmd_...`` (a plain method) runs in a worker thread, so it may block
+      (``time.sleep``, ``subprocess.run``, file I/O) without stalling anyone.
+      A service's plain commands run one at a time, unless it sets
+      ``concurrent = True``; then they may run at once, and share its state
+      across threads.
+    - ``async def cmd_...`` runs on the event loop, with every other client:
+      it must never block; await instead.  One that ``yield``s streams.
+    - Hooks: ``start`` and ``stop`` on the loop if ``async def``, else in a
+      thread; ``cleanup`` and ``client_disconnected`` in a thread if plain.
+
     Class attributes a subclass may set:
       name             -- the service's name (default: class name, lower-cased)
-      concurrent       -- True lets its plain (blocking) commands run at the
-                          same time; by default they run one at a time
+      concurrent       -- True lets its plain commands run at the same time
       command_timeout  -- seconds a command may take (default: server setting)
-    ``options`` holds the ``[service.<name>]`` table of the server's config.
+
+    ``self.options`` is this service's own copy of the ``[service.<name>]``
+    table of the server's config, already set when ``__init__`` runs.
     """
 
-    name = None
-    concurrent = False
-    command_timeout = None
-    options = {}
+    name: str | None = None
+    concurrent: bool = False
+    command_timeout: float | None = None
+    # Read-only and empty unless the server gives the instance its own table
+    # (see smanager.core.roster), so no two services can share one by mistake.
+    options: Mapping[str, Any] = MappingProxyType({})
     # Class-level defaults, so a subclass that forgets super().__init__() works.
     _state = State.NEW
     _background = None
 
     @property
-    def state(self):
+    def state(self) -> State:
         return self._state
 
     def _change_state(self, new):
@@ -82,21 +100,22 @@ class SService:
 
     # -- hooks: no-ops unless a service overrides them ---------------------------
 
-    async def start(self):
+    async def start(self) -> None:
         """Called once before the first command; may be async work."""
 
-    async def stop(self):
+    async def stop(self) -> None:
         """Called once when the service stops (restart, kill, shutdown)."""
 
-    def cleanup(self):
+    def cleanup(self) -> None:
         """The seed's hook, called after stop(); runs in a worker thread."""
 
-    def client_disconnected(self, session):
+    def client_disconnected(self, session: Session) -> None:
         """Called when a client that used this service disconnects."""
 
     # -- background work ---------------------------------------------------------
 
-    def run_in_background(self, coroutine, name=None):
+    def run_in_background(self, coroutine: Coroutine[Any, Any, Any],
+                          name: str | None = None) -> asyncio.Task:
         """Run a coroutine as a task that is cancelled when the service stops."""
         if self._state not in (State.STARTING, State.RUNNING):
             coroutine.close()

@@ -12,26 +12,32 @@ For many servers at once, use one AsyncClient each (see fleet.py).
 
 import asyncio
 import contextlib
+from collections.abc import Callable
+from ssl import SSLContext
+from typing import Any
 
 from ..auth.scram import ClientLogin
 from ..config import DEFAULT_HOST, DEFAULT_PORT
 from . import common
-from .common import ClientError, CommandFailed, ConnectionLost, TimedOut
+from .common import ClientError, CommandFailed, ConnectionLost, Reply, TimedOut
 
 
 class AsyncClient(common.Endpoint):
-    def __init__(self, host=DEFAULT_HOST, port=DEFAULT_PORT, *, timeout=common.DEFAULT_TIMEOUT,
-                 ssl=None, user=None, password=None):
+    """A connection to one smanager server, for asyncio programs."""
+
+    def __init__(self, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *,
+                 timeout: float = common.DEFAULT_TIMEOUT, ssl: SSLContext | None = None,
+                 user: str | None = None, password: str | None = None):
         super().__init__(host, port, timeout=timeout, ssl=ssl, user=user, password=password)
         self._reader = self._writer = None
         self._turn = asyncio.Lock()  # one request at a time on the connection
         self._holder = None  # the Exchange that has the turn
 
     @property
-    def connected(self):
+    def connected(self) -> bool:
         return self._writer is not None
 
-    async def connect(self):
+    async def connect(self) -> "AsyncClient":
         await self.close()
         self.refresh()  # a new connection may be a new version of the server
         try:
@@ -69,7 +75,7 @@ class AsyncClient(common.Endpoint):
             common.proof_request, challenge, login, self.where))
         common.check_login(await self._line(self.timeout), login, self.where)
 
-    async def close(self):
+    async def close(self) -> None:
         writer, self._reader, self._writer = self._writer, None, None
         if writer is not None:
             writer.close()
@@ -84,7 +90,8 @@ class AsyncClient(common.Endpoint):
     async def __aexit__(self, *exc_info):
         await self.close()
 
-    async def call(self, line, *, timeout=None, on_chunk=None):
+    async def call(self, line: str, *, timeout: float | None = None,
+                   on_chunk: Callable[[Any], None] | None = None) -> Reply:
         """As Client.call.  A cancelled call stops the command and closes the connection."""
         chunks = []
         exchange = Exchange(self, line, timeout)
@@ -95,20 +102,21 @@ class AsyncClient(common.Endpoint):
             exchange.abandon()
         return common.finish(line, exchange.final, chunks)
 
-    async def run(self, *words, timeout=None):
+    async def run(self, *words: object, timeout: float | None = None) -> Any:
+        """As Client.run: a command given as words; its value, or CommandFailed."""
         reply = await self.call(common.join(*words), timeout=timeout)
         if not reply.ok:
             raise CommandFailed(reply)
         return reply.chunks if reply.chunks else reply.value
 
-    def stream(self, line, *, timeout=None):
+    def stream(self, line: str, *, timeout: float | None = None) -> "Exchange":
         """As Client.stream: ``async for`` gets the chunks as they come, and
         CommandFailed if the stream ends in an error.  Leaving early stops the
         command: at once with ``await stream.aclose()``, else at the next
         request on this client, or when the stream is garbage-collected."""
         return Exchange(self, line, timeout, raise_error=True)
 
-    async def interrupt(self):
+    async def interrupt(self) -> None:
         """Send Ctrl-C: the server stops the command this connection is running."""
         self._interrupt()
 
@@ -138,16 +146,20 @@ class AsyncClient(common.Endpoint):
 
     # -- the help index ------------------------------------------------------------
 
-    async def services(self):
+    async def services(self) -> list[str]:
+        """As Client.services."""
         return (await self._terse(""))["SERVICES"]
 
-    async def toplevel(self):
+    async def toplevel(self) -> list[str]:
+        """As Client.toplevel."""
         return (await self._terse(""))["TOP"]
 
-    async def builtins(self):
+    async def builtins(self) -> list[str]:
+        """As Client.builtins."""
         return (await self._terse(""))["COMMANDS"]
 
-    async def commands(self, service):
+    async def commands(self, service: str) -> list[str]:
+        """As Client.commands."""
         return (await self._terse(service))["COMMANDS"]
 
     async def _terse(self, topic):

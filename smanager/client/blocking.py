@@ -14,11 +14,13 @@ import select
 import socket
 import ssl
 import time
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from ..auth.scram import ClientLogin
 from ..config import DEFAULT_HOST, DEFAULT_PORT
 from . import common
-from .common import ClientError, CommandFailed, ConnectionLost, TimedOut
+from .common import ClientError, CommandFailed, ConnectionLost, Reply, TimedOut
 
 DRAIN_TIMEOUT = 5.0  # after Ctrl-C, seconds to wait for the end of the reply
 
@@ -27,8 +29,9 @@ class Client(common.Endpoint):
     """A connection to one smanager server.  Subclass it to give a
     deployment's commands names of their own (see the README)."""
 
-    def __init__(self, host=DEFAULT_HOST, port=DEFAULT_PORT, *, timeout=common.DEFAULT_TIMEOUT,
-                 ssl=None, user=None, password=None):
+    def __init__(self, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *,
+                 timeout: float = common.DEFAULT_TIMEOUT, ssl: ssl.SSLContext | None = None,
+                 user: str | None = None, password: str | None = None):
         super().__init__(host, port, timeout=timeout, ssl=ssl, user=user, password=password)
         self._sock = None
         self._buffer = bytearray()
@@ -37,10 +40,10 @@ class Client(common.Endpoint):
     # -- connection ----------------------------------------------------------------
 
     @property
-    def connected(self):
+    def connected(self) -> bool:
         return self._sock is not None
 
-    def connect(self):
+    def connect(self) -> "Client":
         """Connect and read the greeting (done for you by the first request)."""
         self.close()
         self.refresh()  # a new connection may be a new version of the server
@@ -75,7 +78,7 @@ class Client(common.Endpoint):
             raise
         return self
 
-    def close(self):
+    def close(self) -> None:
         sock, self._sock = self._sock, None
         self._buffer.clear()
         if sock is not None:
@@ -89,7 +92,8 @@ class Client(common.Endpoint):
 
     # -- requests ------------------------------------------------------------------
 
-    def call(self, line, *, timeout=None, on_chunk=None):
+    def call(self, line: str, *, timeout: float | None = None,
+             on_chunk: Callable[[Any], None] | None = None) -> Reply:
         """Send one line, wait for its whole reply.  A stream's chunks go to
         ``on_chunk`` as they come if given, else into ``reply.chunks``.
 
@@ -109,14 +113,14 @@ class Client(common.Endpoint):
         finally:
             exchange.close()
 
-    def run(self, *words, timeout=None):
+    def run(self, *words: object, timeout: float | None = None) -> Any:
         """Run a command given as words (quoted for you); its value, or CommandFailed."""
         reply = self.call(common.join(*words), timeout=timeout)
         if not reply.ok:
             raise CommandFailed(reply)
         return reply.chunks if reply.chunks else reply.value
 
-    def stream(self, line, *, timeout=None):
+    def stream(self, line: str, *, timeout: float | None = None) -> Iterator[Any]:
         """A command's chunks, as they come.  Leaving the loop early, or making
         another request before the end, stops the command; a stream that ends
         with an error raises CommandFailed."""
@@ -159,23 +163,26 @@ class Client(common.Endpoint):
             if not finished:
                 self._abandon(sock)
 
-    def interrupt(self):
+    def interrupt(self) -> None:
         """Send Ctrl-C: the server stops the command this connection is running."""
         if self._sock is not None:
             self._sock.sendall(common.INTERRUPT)
 
     # -- the help index ------------------------------------------------------------
 
-    def services(self):
+    def services(self) -> list[str]:
+        """The services the server runs (from ``help -s``, cached)."""
         return self._terse("")["SERVICES"]
 
-    def toplevel(self):
+    def toplevel(self) -> list[str]:
+        """The toplevel commands it offers."""
         return self._terse("")["TOP"]
 
-    def builtins(self):
+    def builtins(self) -> list[str]:
+        """Its listed built-in commands."""
         return self._terse("")["COMMANDS"]
 
-    def commands(self, service):
+    def commands(self, service: str) -> list[str]:
         """A service's commands (from ``help -s SERVICE``); CommandFailed if unknown."""
         return self._terse(service)["COMMANDS"]
 

@@ -17,6 +17,7 @@ import re
 import shlex
 import socket
 from dataclasses import dataclass, field
+from ssl import SSLContext
 
 from ..config import DEFAULT_HOST, DEFAULT_PORT
 from ..wire.address import format_address
@@ -32,8 +33,9 @@ class Endpoint:
     """What both clients keep of their server: where it is, how to reach it and
     log in, and the help index they cache."""
 
-    def __init__(self, host=DEFAULT_HOST, port=DEFAULT_PORT, *, timeout=DEFAULT_TIMEOUT,
-                 ssl=None, user=None, password=None):
+    def __init__(self, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *,
+                 timeout: float = DEFAULT_TIMEOUT, ssl: SSLContext | None = None,
+                 user: str | None = None, password: str | None = None):
         self.host, self.port, self.timeout = host, port, timeout
         self.user, self.password = user, password  # logged in as on every (re)connection
         self.ssl = ssl  # an ssl.SSLContext (smanager.client.tls_context) for a TLS server
@@ -41,7 +43,7 @@ class Endpoint:
         self.banner_services = []
         self._index = {}  # help topic -> `help -s` fields, until refresh()
 
-    def refresh(self):
+    def refresh(self) -> None:
         """Forget the cached help index (after a restart added or removed commands)."""
         self._index.clear()
 

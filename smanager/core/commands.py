@@ -13,7 +13,8 @@
    filled from the request.
 7. Arguments are split like a shell, then bound to the signature: in order, or
    ``name=value`` for that keyword parameter; ``*args`` takes the rest.  An int,
-   float or bool annotation (or default of that type) converts the text.
+   float or bool annotation (also ``int | None`` or ``Optional[int]``), or a
+   default of that type, converts the text.
 8. ``def`` runs in a worker thread, ``async def`` on the event loop, and an
    ``async def`` that yields streams its chunks.
 9. Parameters named in ``@filtered(...)`` are secrets: the audit trail writes
@@ -25,6 +26,8 @@
 import enum
 import inspect
 import math
+import types
+import typing
 from dataclasses import dataclass
 
 from ..auth import levels
@@ -260,7 +263,18 @@ def _level_of(function):
 
 
 def _value_type(param):
-    for candidate in (param.annotation, type(param.default)):
+    """int, float or bool if the annotation (``int``, ``int | None``,
+    ``Optional[int]``) or else the default says so; str otherwise."""
+    for candidate in (_without_none(param.annotation), type(param.default)):
         if candidate in _CONVERTERS:
             return candidate
     return str
+
+
+def _without_none(annotation):
+    """``int | None`` and ``Optional[int]`` -> int; anything else as it is."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        others = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        if len(others) == 1:
+            return others[0]
+    return annotation

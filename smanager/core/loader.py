@@ -4,8 +4,15 @@ A services directory holds Python files; each file not starting with ``_`` is
 imported as its own module, fresh every time (that is how ``restart`` picks up
 edited code), under a name unique to its path.  The services of a module are
 the SService subclasses *defined* in it (not imported into it), in source order,
-skipping names that begin with ``_``.  A file that fails to import is reported,
-never raised: one broken service must not stop the others.
+except:
+
+- a class whose name begins with ``_``;
+- a base: a class another class of the same file derives from.  A helper base
+  class holding what several services share is not a service itself.  (To run
+  a class and a variant of it both, derive both from a common base.)
+
+A file that fails to import is reported, never raised: one broken service must
+not stop the others.
 """
 
 import hashlib
@@ -89,11 +96,12 @@ def import_file(path):
         reason = describe_exception(exc)
         log.error("cannot load services from %s: %s", path.name, reason, exc_info=True)
         return ModuleScan(path, error=reason)
-    classes = [
-        value for key, value in vars(module).items()
-        if inspect.isclass(value) and issubclass(value, SService) and value is not SService
-        and value.__module__ == name and not key.startswith("_")
-    ]
+    defined = list(dict.fromkeys(  # each class once, however many names it has
+        value for value in vars(module).values()
+        if inspect.isclass(value) and issubclass(value, SService)
+        and value is not SService and value.__module__ == name))
+    bases = {base for cls in defined for base in cls.__mro__[1:]}
+    classes = [cls for cls in defined if cls not in bases and not cls.__name__.startswith("_")]
     return ModuleScan(path, classes)  # a module's namespace keeps definition order
 
 

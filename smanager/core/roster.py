@@ -123,8 +123,10 @@ class Roster:
 
     async def _start_one(self, cls, name, path, failures):
         try:
-            instance = cls()
+            # options first, so __init__ can read its settings: its own copy
+            instance = cls.__new__(cls)
             instance.options = dict(self.options.get(name, {}))
+            instance.__init__()
             commands = commands_of(cls)
         except errors.SERVICE_FAILURES as exc:  # a broken service is a report
             log.exception("service %s could not be created", name)
