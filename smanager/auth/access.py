@@ -11,7 +11,7 @@
    ``mode`` need no level).  An entry is a command (``hostname``), a service
    (every command of it) or ``SERVICE COMMAND``.
 4. A connection with no level on a closed server is *on probation*: short lines,
-   few commands, closed on its first error (see connection.py, pipeline.py).
+   few commands, closed on its first error (see server/connection.py, server/pipeline.py).
 5. Help and the banner show only what the connection may run (``Catalog.view``).
 """
 

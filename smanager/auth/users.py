@@ -1,6 +1,6 @@
 """The users file: one user a line, ``NAME LEVEL VERIFIER``, managed with ``smanager users``.
 
-    # smanager users: NAME LEVEL VERIFIER (see smanager/passwords.py)
+    # smanager users: NAME LEVEL VERIFIER (see scram.py)
     alice admin pbkdf2-sha256:600000:3q2+7w...:Vx9f...
 
 It holds no password, only what checks one.  It is written whole, to a new

@@ -1,6 +1,6 @@
 """What both clients share, without I/O: addresses, the greeting, replies, errors.
 
-A client session goes like this (the server side is in protocol.py and formats.py):
+A client session goes like this (the server side is in wire/protocol.py and wire/formats.py):
 
 1. Read the banner, up to the separator; its ``-NAME`` lines are the services.
 2. Send ``mode json``; the answer must be ``{"ok": true, "result": "json"}``.
@@ -264,7 +264,7 @@ def terse_fields(text):
     return fields
 
 
-# -- logging in (see smanager/passwords.py): challenge, then auth --------------------
+# -- logging in (see smanager/auth/scram.py): challenge, then auth --------------------
 
 def challenge_request(login):
     """``login`` is a passwords.ClientLogin."""

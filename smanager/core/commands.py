@@ -20,7 +20,7 @@
 9. Parameters named in ``@filtered(...)`` are secrets: the audit trail writes
    their values as ``FILTERED``.
 10. ``@level("read")`` or ``@level("admin")`` sets the level a command needs;
-    the default is ``operate`` (see levels.py).
+    the default is ``operate`` (see auth/levels.py).
 """
 
 import enum

@@ -58,6 +58,8 @@ class Roster:
         order = {scan.path: index for index, scan in enumerate(scans)}
         running = sorted(kept + started, key=lambda s: order.get(s.path, len(order)))
         self._publish(running, failures)
+        for loaded in kept:  # the loader has logged why
+            log.warning("%s: kept running the old code", loaded.name)
         report = [f"{s.name}: kept running the old code: {broken[s.path]}" for s in kept]
         report += [f"{name}: {failure.reason}" for name, failure in failures.items()]
         report.append("restarted: " + (" ".join(s.name for s in started) or "nothing"))
@@ -71,6 +73,7 @@ class Roster:
         path = current.path if current else failure.path
         scan = import_file(path)
         if scan.error and current is not None:
+            log.warning("%s: kept running the old code", name)  # the loader has logged why
             return f"{name}: kept running the old code: {scan.error}"
         if current is not None or not failure.whole_file:
             scan.classes = [cls for cls in scan.classes if service_name(cls) == name]

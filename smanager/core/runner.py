@@ -132,7 +132,7 @@ class Runner:
         if kind is _ASYNC:
             coroutine = call.invoke()
             try:
-                waiting_on = coroutine.send(None)  # eager.first_step, inlined: every request
+                waiting_on = coroutine.send(None)  # its first step, at once (see eager.py)
             except StopIteration as done:
                 value = done.value
                 return value if type(value) is Outcome else Outcome(value)

@@ -16,7 +16,7 @@
 5. A connection that must log in and has not, ``login_timeout`` seconds
    after it connected, is told so and closed.
 
-The sweep also reads the users file again when it changes (access.py).
+The sweep also reads the users file again when it changes (auth/access.py).
 
 The timers are one sweep over all connections, a few times a second, so the
 path every request takes does no clock reads for them.
