@@ -22,7 +22,6 @@ from .levels import Level
 from .users import UsersFile
 
 log = logging.getLogger("smanager.access")
-LOGIN_COMMANDS = frozenset({"login", "challenge", "auth"})
 
 
 class Access:
