@@ -76,7 +76,7 @@ class Pipeline:
 
     @property
     def accepting(self):
-        """Lines read now are queued (not ignored)."""
+        """Lines read now are taken (not ignored)."""
         return self.phase is Phase.OPEN
 
     @property
