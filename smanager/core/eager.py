@@ -3,13 +3,14 @@
 Most commands (``echo``, ``help``) finish without ever waiting.  Sending each
 request to a task costs an event-loop iteration and a task, which is most of a
 request's cost on loopback.  So a connection runs a request straight away, in
-the callback that received it, *on behalf of* its own long-lived task:
+the protocol callback that read it, *on behalf of* its own long-lived task:
 
-- ``act_as(task)`` ... ``stop_acting(task)`` make that task the current one, so a
-  command's ``asyncio.timeout()``, ``TaskGroup`` or ``current_task()`` see the
-  task that will also run the rest of it.  (This is what Python 3.12's eager
-  tasks do; 3.11 has no public way, so it uses asyncio's own _enter_task and
-  _leave_task, the functions every task step uses.)
+- ``enter_task(loop, task)`` ... ``leave_task(loop, task)`` make that task the
+  current one, so a command's ``asyncio.timeout()``, ``TaskGroup`` or
+  ``current_task()`` see the task that will also run the rest of it.  (This is
+  what Python 3.12's eager tasks do; 3.11 has no public way, so these are
+  asyncio's own _enter_task and _leave_task, which every task step uses.)
+  Only from a protocol callback, where no task is running.
 - ``coroutine.send(None)`` runs a coroutine's first step, up to its first real
   wait: it raises StopIteration with the result, or returns what it waits on.
 - ``resume(coroutine, waiting_on)`` is an awaitable that, awaited in the task,
@@ -17,35 +18,16 @@ the callback that received it, *on behalf of* its own long-lived task:
   relays whatever the task sends or throws (a result, a cancellation).
 """
 
-import asyncio
 import types
-from asyncio.tasks import _enter_task, _leave_task
+from asyncio.tasks import _enter_task as enter_task
+from asyncio.tasks import _leave_task as leave_task
 
-
-def act_as(task):
-    """Make ``task`` current; returns whether stop_acting() must undo it.
-
-    (A plain function pair rather than a context manager: this is on every
-    request's path.)
-    """
-    loop = task.get_loop()
-    if asyncio.current_task(loop) is task:  # already running inside it
-        return False
-    _enter_task(loop, task)
-    return True
-
-
-def stop_acting(task):
-    _leave_task(task.get_loop(), task)
-
-
-# For a protocol callback, where no task can be running: act_as() without its check.
-enter_task, leave_task = _enter_task, _leave_task
+__all__ = ["enter_task", "leave_task", "resume"]
 
 
 @types.coroutine
 def resume(coroutine, waiting_on):
-    """Continue a coroutine that first_step() left suspended on ``waiting_on``."""
+    """Continue a coroutine whose first step left it suspended on ``waiting_on``."""
     try:
         while True:
             try:

@@ -4,37 +4,23 @@ Each service is a fixture file under tests/fixtures/author_api/, loaded by a
 real Manager and asked through its one entry, Manager.answer().
 """
 
-import contextlib
 import inspect
 import typing
-from pathlib import Path
 
 import pytest
+from helpers import FIXTURES, run_line, started_manager
 
 from smanager import Session, SService
-from smanager.auth.peer import Peer
 from smanager.client import AsyncClient, Client
 from smanager.config import Config
-from smanager.core.manager import Manager
-from smanager.core.runner import Outcome
-
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "author_api"
 
 
-@contextlib.asynccontextmanager
-async def manager_of(name, **settings):
-    manager = Manager([FIXTURES / name], **settings)
-    await manager.start()
-    try:
-        yield manager
-    finally:
-        await manager.stop()
+def manager_of(name, **settings):
+    return started_manager(FIXTURES / "author_api" / name, **settings)
 
 
 async def value_of(manager, line):
-    outcome = manager.answer(line.encode(), Peer("test:1"))
-    if type(outcome) is not Outcome:
-        outcome = await outcome
+    outcome = await run_line(manager, line)
     assert outcome.error is None, outcome.error
     return outcome.value
 
@@ -51,7 +37,7 @@ async def test_optional_int_and_float_parameters_are_converted_like_plain_ones()
 
 async def test_an_optional_int_that_is_not_a_number_gets_the_usage():
     async with manager_of("optional") as manager:
-        outcome = manager.answer(b"counter add two", Peer("test:1"))
+        outcome = await run_line(manager, "counter add two")
         assert outcome.error == ("A must be a whole number, not 'two'; usage: counter add [A] "
                                  "[B] [times=TIMES] [label=LABEL]")
 

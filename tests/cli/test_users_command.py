@@ -1,0 +1,63 @@
+"""``smanager users``: the admin subcommand that keeps the users file."""
+
+import io
+import subprocess
+import sys
+
+import pytest
+from helpers import FAST, ROOT, TIMEOUT
+
+from smanager.auth import users
+from smanager.cli import users as users_cli
+
+
+def users_command(*argv, password=None):
+    """``python -m smanager users ...``: (exit status, stdout, stderr)."""
+    done = subprocess.run([sys.executable, "-m", "smanager", "users", *argv], cwd=ROOT,
+                          input=password, capture_output=True, text=True, timeout=TIMEOUT,
+                          check=False)
+    return done.returncode, done.stdout, done.stderr
+
+
+def test_the_admin_subcommand_manages_users(tmp_path):
+    path = str(tmp_path / "users")
+    file = ["--users-file", path]
+    assert users_command(*file, "add", "dave", "--level", "admin", "--password-stdin",
+                         "--iterations", str(FAST), password="pw\n") == \
+        (0, "add: dave: done\n", "")
+    assert users.load(path)["dave"].verifier.check_password("pw")
+    assert users_command(*file, "add", "dave", "--password-stdin", password="x\n") == \
+        (1, "", "smanager users: dave is already a user; change it with 'password' or "
+                "'level'\n")
+    assert users_command(*file, "level", "dave", "read")[0] == 0
+    assert users_command(*file, "password", "dave", "--password-stdin", "--iterations",
+                         str(FAST), password="new\n")[0] == 0
+    assert users.load(path)["dave"].verifier.check_password("new")
+    assert users_command(*file, "list") == (0, "dave read\n", "")
+    assert users_command(*file, "remove", "eve") == (1, "", "smanager users: no user eve\n")
+    assert users_command(*file, "remove", "dave")[0] == 0
+    assert users_command(*file, "list") == (0, "", "")
+
+
+@pytest.mark.parametrize(("argv", "password", "status", "message"), [
+    (["list"], None, 2, "which file? give --users-file FILE or --config FILE"),
+    (["--users-file", "U", "add", "a b", "--password-stdin"], "x\n", 2, "a user name is 1-64"),
+    (["--users-file", "U", "add", "x", "--password-stdin"], "\n", 1, "an empty password"),
+    (["--users-file", "U", "add", "x", "--password-stdin", "--iterations", "5"], "x\n", 2,
+     "--iterations must be at least 1000"),
+    (["--users-file", "U", "level", "x", "boss"], None, 2, "invalid choice: 'boss'"),
+])
+def test_the_admin_subcommand_refuses_in_one_line(tmp_path, argv, password, status, message):
+    argv = [str(tmp_path / "u") if word == "U" else word for word in argv]
+    code, out, err = users_command(*argv, password=password)
+    assert code == status and out == "" and message in err and err.count("\n") == 1
+
+
+def test_the_admin_subcommand_finds_the_file_in_the_config(tmp_path):
+    config = tmp_path / "smanager.toml"
+    config.write_text('users_file = "people"\n')
+    args = users_cli.build_parser().parse_args(["--config", str(config), "list"])
+    assert users_cli.users_file(args) == "people"
+    out = io.StringIO()
+    users_cli.run(args, str(tmp_path / "none"), out)
+    assert out.getvalue() == ""

@@ -1,0 +1,58 @@
+"""Reply formats: JSON mode makes every reply one line of JSON; text mode is the
+seed's format (no sockets)."""
+
+import datetime
+import json
+import math
+
+import pytest
+from helpers import SEP_LINE
+
+from smanager.core.runner import Outcome
+from smanager.wire.formats import Json, Text
+
+
+@pytest.mark.parametrize(("value", "line"), [
+    ("up 3 days\n", '{"ok": true, "result": "up 3 days"}\n'),
+    ("two\nlines", '{"ok": true, "result": "two\\nlines"}\n'),
+    ("", '{"ok": true, "result": ""}\n'),
+    (None, '{"ok": true, "result": null}\n'),
+    (42, '{"ok": true, "result": 42}\n'),
+    (1.5, '{"ok": true, "result": 1.5}\n'),
+    (True, '{"ok": true, "result": true}\n'),
+    ({"a": [1, 2], "b": None}, '{"ok": true, "result": {"a": [1, 2], "b": null}}\n'),
+    ((1, "x"), '{"ok": true, "result": [1, "x"]}\n'),
+    (b"raw\xffbytes", '{"ok": true, "result": "raw\ufffdbytes"}\n'),
+    ("é ✓", '{"ok": true, "result": "é ✓"}\n'),
+    ("-" * 50, '{"ok": true, "result": "' + "-" * 50 + '"}\n'),
+])
+def test_a_reply_is_one_json_line_that_keeps_its_structure(value, line):
+    assert Json.reply(Outcome(value)).decode() == line
+
+
+def test_values_json_cannot_hold_are_sent_as_their_text():
+    assert json.loads(Json.reply(Outcome(math.nan)))["result"] == "nan"
+    assert json.loads(Json.reply(Outcome({1, 2})))["result"] == "{1, 2}"
+    when = datetime.date(2026, 11, 22)
+    assert json.loads(Json.reply(Outcome({"when": when})))["result"] == {"when": "2026-11-22"}
+    loop = []
+    loop.append(loop)
+    assert json.loads(Json.reply(Outcome(loop)))["result"] == "[[...]]"
+
+
+def test_an_error_is_one_line_without_the_text_prefix():
+    line = Json.reply(Outcome(error="kaput\nsecond line\x1b[31m"))
+    assert line == b'{"ok": false, "error": "kaput second line?[31m"}\n'
+
+
+def test_a_stream_is_chunk_lines_then_a_final_line():
+    assert Json.chunk({"n": 1}) == b'{"chunk": {"n": 1}}\n'
+    assert Json.chunk("tick\n") == b'{"chunk": "tick"}\n'
+    assert Json.end() == b'{"ok": true, "result": null}\n'
+    assert Json.end("interrupted") == b'{"ok": false, "error": "interrupted"}\n'
+
+
+def test_text_mode_is_the_seed_format():
+    assert Text.reply(Outcome("hi")) == b"hi\n" + SEP_LINE
+    assert Text.chunk(3) == b"3\n"
+    assert Text.end() == SEP_LINE
