@@ -123,10 +123,11 @@ class Connection(asyncio.BufferedProtocol):
         pipeline = self.pipeline
         if pipeline.phase is not _OPEN:
             return
+        framer = self.framer
         # Read per read, as a login or a change in the users file moves it.
-        self.framer.max_line = self._line_limits[self.peer.on_probation]
-        self._take(self.framer.feed(data))
-        if self.lines_seen == 0 and self.framer.has_partial and pipeline.accepting:
+        framer.max_line = self._line_limits[self.peer.on_probation]
+        self._take(framer.feed(data))
+        if self.lines_seen == 0 and framer.has_partial and pipeline.accepting:
             self._maybe_oneshot(data)
         pipeline.advance()
 

@@ -40,6 +40,9 @@ class Phase(enum.IntEnum):
     CLOSED = 2
 
 
+_OPEN = Phase.OPEN  # looked up on every read
+
+
 class StopWith(NamedTuple):
     """Queued behind the lines a limit let through: its error is the last reply."""
 
@@ -161,6 +164,8 @@ class Pipeline:
     def advance(self):
         """From a protocol callback: answer queued lines now, acting as the
         worker (see core/eager.py), until one has to wait; close if ending."""
+        if not self.queue and self.phase is _OPEN:
+            return  # the common case: every line was answered as it came
         if self.job is None and self.queue and not self.transport.is_closing():
             worker = self.worker or self._start_worker()
             eager.enter_task(self._loop, worker)
