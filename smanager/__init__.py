@@ -1,7 +1,7 @@
 """smanager: a remote service manager.
 
 A service author needs only ``from smanager import SService``; see
-smanager.commands for the rules that turn its methods into commands.
+smanager.core.commands for the rules that turn its methods into commands.
 """
 
 from .auth.levels import level

@@ -1,7 +1,7 @@
 """SService, the class a service author subclasses.
 
 A service is a class; its ``cmd_`` and ``toplevel_cmd_`` methods are its
-commands (see smanager.commands).  Everything else here is optional: lifecycle
+commands (see smanager.core.commands).  Everything else here is optional: lifecycle
 hooks that do nothing unless overridden, a way to run background work that
 stops with the service, and a per-connection Session a command can ask for.
 

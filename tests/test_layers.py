@@ -5,6 +5,8 @@ them to the rules in LAYERS: a package may import only the layers listed for it.
 """
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -60,6 +62,18 @@ def imports_in(source, package):
     return found
 
 
+def smanager_imports(path):
+    """The modules of smanager a file imports.  The package itself (``import
+    smanager``, ``from .. import X``) counts as what its __init__ imports."""
+    found = []
+    for dotted in imports_of(path):
+        if dotted == "smanager":
+            found += [f"smanager.{part}" for part in ENTRY_POINTS["__init__"]]
+        elif dotted.startswith("smanager.") and is_module(dotted):
+            found.append(dotted)
+    return found
+
+
 def part_of(dotted):
     """smanager.core.runner -> "core"; smanager.service -> "service"."""
     parts = dotted.split(".")
@@ -94,9 +108,7 @@ def test_no_module_imports_a_layer_above_its_own(path):
         rules = ENTRY_POINTS[path.stem]
     else:
         rules = LAYERS[layer] | {layer}
-    upward = [dotted for dotted in imports_of(path)
-              if dotted.startswith("smanager.") and is_module(dotted)
-              and not allowed(dotted, rules)]
+    upward = [dotted for dotted in smanager_imports(path) if not allowed(dotted, rules)]
     assert upward == [], f"{name} may import only {sorted(rules)}"
 
 
@@ -127,3 +139,15 @@ def test_the_rules_catch_an_upward_import():
     found = imports_in("from ..core import runner\nimport asyncio\n", ["smanager", "wire"])
     assert "smanager.core.runner" in found and "asyncio" in found
     assert not allowed("smanager.core.runner", LAYERS["wire"] | {"wire"})
+    # The package's face brings the core with it, however it is reached.
+    assert "smanager" in imports_in("from .. import filtered\n", ["smanager", "wire"])
+
+
+def test_the_clients_never_load_the_server():
+    """At run time too: what tshell and the client library import stays clear of
+    the server (the package's face loads only the author's API)."""
+    probe = ("import sys, smanager.client, smanager.tshell.main; "
+             "print(' '.join(m for m in sys.modules if m.startswith('smanager.server')))")
+    loaded = subprocess.run([sys.executable, "-c", probe], cwd=PACKAGE.parent,
+                            capture_output=True, text=True, check=True, timeout=30)
+    assert loaded.stdout.split() == []

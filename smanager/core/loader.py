@@ -7,9 +7,10 @@ the SService subclasses *defined* in it (not imported into it), in source order,
 except:
 
 - a class whose name begins with ``_``;
-- a base: a class another class of the same file derives from.  A helper base
-  class holding what several services share is not a service itself.  (To run
-  a class and a variant of it both, derive both from a common base.)
+- a base: a class another class of the same file derives from (a class whose
+  name begins with ``_`` does not count).  A helper base class holding what
+  several services share is not a service itself; the log says so.  (To run a
+  class and a variant of it both, derive both from a common base.)
 
 A file that fails to import is reported, never raised: one broken service must
 not stop the others.
@@ -100,9 +101,12 @@ def import_file(path):
         value for value in vars(module).values()
         if inspect.isclass(value) and issubclass(value, SService)
         and value is not SService and value.__module__ == name))
-    bases = {base for cls in defined for base in cls.__mro__[1:]}
-    classes = [cls for cls in defined if cls not in bases and not cls.__name__.startswith("_")]
-    return ModuleScan(path, classes)  # a module's namespace keeps definition order
+    public = [cls for cls in defined if not cls.__name__.startswith("_")]
+    bases = {base for cls in public for base in cls.__mro__[1:]}
+    for base in (cls for cls in public if cls in bases):
+        log.info("%s: %s is a base of other classes there, not a service", path.name,
+                 base.__name__)
+    return ModuleScan(path, [cls for cls in public if cls not in bases])  # in source order
 
 
 def service_name(cls):

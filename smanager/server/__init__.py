@@ -1,4 +1,4 @@
-"""The asyncio adapter: the only package that touches sockets and transports.
+"""The asyncio adapter: the only part of the server that touches sockets and transports.
 
 server       listening, signals, and shutdown in ordered phases
 connection   one client: bytes -> framer -> pipeline; what its bytes mean

@@ -121,9 +121,11 @@ class Pipeline:
         self._enter(Phase.ENDING)
 
     def stop_with(self, error):
-        """A limit was passed: answer the lines before, then ``error``, then close."""
-        self.queue.append(StopWith(error))
-        self._enter(Phase.ENDING)
+        """A limit was passed: answer the lines before, then ``error``, then close.
+        A connection already ending has had its last word: nothing is added."""
+        if self.phase is _OPEN:
+            self.queue.append(StopWith(error))
+            self._enter(Phase.ENDING)
 
     def interrupt(self, reason):
         """Ctrl-C or shutdown: drop waiting lines, stop the job with an error reply."""

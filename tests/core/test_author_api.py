@@ -5,6 +5,7 @@ real Manager and asked through its one entry, Manager.answer().
 """
 
 import inspect
+import logging
 import typing
 
 import pytest
@@ -70,12 +71,19 @@ def test_a_service_made_outside_the_server_has_empty_read_only_options():
 
 # -- which classes are services -------------------------------------------------------------
 
-async def test_a_base_class_in_the_same_file_is_not_loaded_as_a_service():
+async def test_a_base_class_in_the_same_file_is_not_loaded_as_a_service(caplog):
+    caplog.set_level(logging.INFO, "smanager.loader")
     async with manager_of("bases") as manager:
         assert sorted(manager.catalog.services) == ["hammer", "saw"]
         assert manager.catalog.failures == {}
         assert await value_of(manager, "hammer kind") == "hammer"
         assert await value_of(manager, "saw teeth") == 24
+    assert "tools.py: Tool is a base of other classes there, not a service" in caplog.messages
+
+
+async def test_a_private_subclass_does_not_make_its_parent_a_base():
+    async with manager_of("private_subclass") as manager:
+        assert list(manager.catalog.services) == ["counter"]
 
 
 # -- the public surface is typed ------------------------------------------------------------

@@ -1,6 +1,7 @@
 """A connection's reads: every connection reads into one shared buffer, and what
 it keeps across reads must be its own copy."""
 
+import asyncio
 import types
 
 from helpers import QUICK, SEP, LineClient, rev_server, until
@@ -45,3 +46,20 @@ async def test_lines_kept_across_reads_do_not_alias_the_shared_buffer():
             + [f"a{i}\n" + SEP for i in range(50)] + ["half-done\n" + SEP]
         await a.close()
         await b.close()
+
+
+async def test_replies_and_telnet_answers_go_out_in_the_order_they_were_asked_for():
+    async with rev_server() as server:
+        client = await LineClient.connect(server.address[1])
+        do_echo, wont_echo = bytes([255, 253, 1]), bytes([255, 252, 1])
+        await client.send(b"rev say first\n" + do_echo + b"rev say second\n")
+        expected = ("first\n" + SEP).encode() + wont_echo + ("second\n" + SEP).encode()
+        got = b""
+        for _ in range(100):  # each read waits at most QUICK
+            chunk = await asyncio.wait_for(client.reader.read(1024), QUICK)
+            got += chunk
+            if not chunk or len(got) >= len(expected):
+                break
+        assert got == expected
+        await client.close()
+

@@ -224,3 +224,21 @@ async def test_an_oversized_line_then_ctrl_c_in_one_read_still_answers_and_expla
             "before\n" + SEP + "ERROR: line longer than 80 bytes; closing the connection\n"
             + SEP).encode()
         await client.close()
+
+
+async def test_a_reply_that_closes_is_the_last_word_whatever_follows_in_its_read():
+    async with rev_server(max_line=80) as server:
+        client = await LineClient.connect(server.address[1])
+        await client.send(b"quit\n" + b"x" * 100 + b"\n")
+        assert await client.read_all() == ("bye\n" + SEP).encode()
+        await client.close()
+
+
+async def test_a_first_error_on_probation_is_the_last_word_whatever_follows(users_file):
+    async with rev_server(users_file=str(users_file), login_max_line=100) as server:
+        client = await LineClient.connect(server.address[1])
+        await client.send(b"nosuch\n" + b"x" * 200 + b"\n")
+        assert await client.read_all() == (
+            "ERROR: unknown command 'nosuch' (try 'help')\n" + SEP).encode()
+        await client.close()
+
