@@ -21,7 +21,7 @@ from typing import NamedTuple
 from ..service import State
 from ..wire import errors
 from . import eager, helptext
-from .commands import Kind
+from .signature import Kind
 
 log = logging.getLogger("smanager.runner")
 

@@ -140,3 +140,60 @@ def test_tables_are_per_class_and_inherited():
 
     assert "extra" in commands_of(Child) and "plain" in commands_of(Child)
     assert "extra" not in TABLE
+
+
+class DirSize(SService):
+    """Sizes of directories"""
+
+    def cmd_size(self, path=".", human: bool = False):
+        """Size of PATH"""
+
+    def cmd_note(self, *words):
+        """Takes any words"""
+
+    def cmd_tag(self, name, **labels):
+        """Takes any name=value"""
+
+
+DIRSIZE = commands_of(DirSize)
+
+
+@pytest.mark.parametrize("words, error", [
+    (["path=/x", "extra=1"], "unknown parameter 'extra' (it takes: path, human)"),
+    (["Human=true"], "unknown parameter 'Human' (did you mean human?)"),
+    (["/x", "PATH=/y"], "unknown parameter 'PATH' (did you mean path?)"),
+    (["session=x"], "unknown parameter 'session' (it takes: path, human)"),
+])
+def test_a_name_that_is_not_a_parameter_is_an_error_naming_the_parameters(words, error):
+    with pytest.raises(ArgumentError) as caught:
+        DIRSIZE["size"].bind(words)
+    assert str(caught.value) == error
+
+
+def test_a_value_containing_an_equals_sign_goes_by_name():
+    assert DIRSIZE["size"].bind(["path=a=b"]) == ([], {"path": "a=b"})
+    assert DIRSIZE["size"].bind(["human=yes", "path=/x"]) == ([], {"human": True, "path": "/x"})
+
+
+def test_words_that_are_not_names_stay_text():
+    assert DIRSIZE["size"].bind(["http://host/?a=b"]) == (["http://host/?a=b"], {})
+    assert DIRSIZE["size"].bind(["a-b=1"]) == (["a-b=1"], {})
+
+
+def test_a_command_taking_star_args_keeps_name_value_words_as_text():
+    assert DIRSIZE["note"].bind(["a=b", "c"]) == (["a=b", "c"], {})
+
+
+def test_a_command_taking_kwargs_gets_unknown_names_there():
+    assert DIRSIZE["tag"].bind(["web", "env=prod", "Env=x"]) == \
+        (["web"], {"env": "prod", "Env": "x"})
+    with pytest.raises(ArgumentError, match="did you mean name"):  # a typo, even here
+        DIRSIZE["tag"].bind(["Name=web"])
+    assert DIRSIZE["tag"].synopsis == "tag NAME [NAME=VALUE...]"
+    with pytest.raises(ArgumentError, match="env given twice"):
+        DIRSIZE["tag"].bind(["web", "env=a", "env=b"])
+
+
+def test_an_unknown_name_masks_the_whole_line_in_the_audit():
+    # It does not bind, so nobody can tell where a secret went.
+    assert DIRSIZE["size"].filtered(["extra=s3cret"], "FILTERED") == ["FILTERED"]
