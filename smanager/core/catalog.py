@@ -11,7 +11,6 @@ restart; a request only reads it.  Names resolve in this order:
    name hides is not reachable, so help does not list it (and a warning says so).
 """
 
-import asyncio
 import inspect
 import logging
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from ..auth.levels import Level
 from ..wire import errors, protocol
 from . import helptext
 from .lifecycle import overrides
+from .turn import Turn
 
 log = logging.getLogger("smanager.catalog")
 REMEMBERED_LINES, REMEMBERED_LENGTH = 512, 256
@@ -36,7 +36,7 @@ class Loaded:
     instance: object
     commands: dict
     path: Path | None = None
-    lock: asyncio.Lock | None = None
+    turn: Turn | None = None  # for a service whose plain commands run one at a time
     tracks_clients: bool = False
 
     @classmethod
@@ -45,12 +45,12 @@ class Loaded:
             log.warning("%s: its own 'help' command is hidden by the built-in help", name)
             commands = {key: value for key, value in commands.items() if key != "help"}
         return cls(name, instance, commands, path,
-                   None if instance.concurrent else asyncio.Lock(),
+                   None if instance.concurrent else Turn(),
                    overrides(instance, "client_disconnected"))
 
     def limited_to(self, commands):
         """The same service showing only some of its commands (for help)."""
-        return Loaded(self.name, self.instance, commands, self.path, self.lock,
+        return Loaded(self.name, self.instance, commands, self.path, self.turn,
                       self.tracks_clients)
 
     @property

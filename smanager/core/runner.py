@@ -154,26 +154,32 @@ class Runner:
         return _as_outcome(value)
 
     async def _in_thread(self, function, call):
-        lock = call.service and call.service.lock
+        turn = call.service and call.service.turn
+        if turn is not None and turn.left is not None:  # a thread left running has it
+            return Outcome(error=errors.still_busy(call.service.name, turn.holder, turn.left,
+                                                   turn.running_for()))
         timeout = self._timeout(call)
-        deadline, waiting = None, False
+        deadline, waiting, future = None, False, None
         try:
             async with asyncio.timeout(timeout) as deadline:
-                if lock is not None:
+                if turn is not None:
                     waiting = True
-                    await lock.acquire()
+                    await turn.lock.acquire()
                     waiting = False
+                    turn.taken(call.label)
                 try:
                     future = asyncio.get_running_loop().run_in_executor(self.executor, function)
                 except BaseException:
-                    if lock is not None:
-                        lock.release()
+                    if turn is not None:
+                        turn.release()
                     raise
-                future.add_done_callback(functools.partial(_thread_done, lock))
+                future.add_done_callback(functools.partial(_thread_done, turn))
                 # shield: if we stop waiting (time limit, Ctrl-C), the thread still
                 # runs, and keeps its service's turn until it really ends.
                 value = await asyncio.shield(future)
         except _CAUGHT as exc:  # every failure is a reply
+            if turn is not None and future is not None and not future.done():
+                turn.left = "timed out" if deadline.expired() else "interrupted"
             _reraise_real_cancellation(exc)
             if waiting and deadline.expired():
                 return Outcome(error=errors.busy(call.label, timeout))
@@ -197,9 +203,9 @@ def _as_outcome(value):
     return value if isinstance(value, Outcome) else Outcome(value)
 
 
-def _thread_done(lock, future):
-    if lock is not None:
-        lock.release()
+def _thread_done(turn, future):
+    if turn is not None:
+        turn.release()
     if not future.cancelled():
         future.exception()  # retrieved here, so an abandoned failure is not reported twice
 

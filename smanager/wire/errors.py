@@ -85,6 +85,11 @@ def timed_out(label, seconds):
     return f"{label} timed out after {seconds:g} s"
 
 
+def still_busy(service, label, why, seconds):
+    return (f"{service} is still running '{label}' ({why}, running for {seconds:.0f} s); "
+            "try again when it ends")
+
+
 def busy(label, seconds):
     return (f"{label} timed out after {seconds:g} s waiting for its service, "
             "which is still running an earlier command")

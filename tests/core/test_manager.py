@@ -6,7 +6,7 @@ import socket
 import sys
 
 import pytest
-from helpers import FIXTURE_SERVICES, SEP, ask_core, run_line, started_manager
+from helpers import FIXTURE_SERVICES, SEP, ask_core, run_line, started_manager, until
 
 from smanager.auth.peer import Peer
 from smanager.config import bundled_services_dir
@@ -86,7 +86,7 @@ async def test_one_service_runs_its_blocking_commands_one_at_a_time(manager):
 
 async def test_a_concurrent_service_may_overlap(manager):
     testsvc = manager.catalog.services["testsvc"]
-    testsvc.lock = None  # what concurrent = True gives
+    testsvc.turn = None  # what concurrent = True gives
     await asyncio.gather(*(ask_core(manager, "testsvc block 0.2") for _ in range(3)))
     assert int((await ask_core(manager, "testsvc peak")).split("\n")[0]) >= 2
 
@@ -99,10 +99,14 @@ async def test_an_overrunning_thread_keeps_its_services_turn(manager):
     try:
         assert await ask_core(manager, "testsvc hang") == (
             "ERROR: testsvc hang timed out after 0.1 s\n" + SEP)
-        assert "waiting for its service" in await ask_core(manager, "testsvc block 0")
+        # Told at once, not after waiting out its own time limit.
+        assert (await ask_core(manager, "testsvc block 0")).startswith(
+            "ERROR: testsvc is still running 'testsvc hang' (timed out, running for 0 s)")
     finally:
         RELEASE.set()
     manager.runner.default_timeout = 2.0
+    turn = manager.catalog.services["testsvc"].turn
+    assert await until(lambda: turn.holder is None)  # the thread has ended
     assert await ask_core(manager, "testsvc block 0") == "blocked 0\n" + SEP
 
 

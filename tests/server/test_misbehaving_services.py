@@ -7,6 +7,7 @@ like an HTTP method.  The services are tests/fixtures/probe and weird."""
 import asyncio
 import gc
 import json
+import sys
 import threading
 
 import pytest
@@ -151,3 +152,27 @@ async def test_a_list_holding_an_unshowable_value_gets_a_reply(mode):
                 assert await client.ask("weird ping") == "pong\n" + SEP
         finally:
             await client.close()
+
+
+async def test_after_ctrl_c_on_a_blocking_command_its_service_says_it_is_still_busy():
+    async with running_server() as server:
+        instance = server.manager.catalog.services["testsvc"].instance
+        release = sys.modules[type(instance).__module__].RELEASE
+        release.clear()
+        client = await LineClient.connect(server.address[1])
+        try:
+            await client.send(b"testsvc hang\n")
+            assert await until(lambda: server.manager.catalog.services["testsvc"].turn.holder)
+            await client.send(bytes([IAC, IP]))
+            assert await client.reply_text(QUICK) == "ERROR: interrupted\n" + SEP
+            # At once, not after a silent wait for the thread nobody waits for.
+            busy = await client.ask("testsvc block 0", QUICK)
+            assert busy.startswith("ERROR: testsvc is still running 'testsvc hang' "
+                                   "(interrupted, running for ")
+            assert await client.ask("testsvc add 1 2", QUICK) == "3\n" + SEP  # async: not held
+        finally:
+            release.set()
+        assert await until(lambda: server.manager.catalog.services["testsvc"].turn.holder
+                           is None)
+        assert await client.ask("testsvc block 0", QUICK) == "blocked 0\n" + SEP
+        await client.close()
