@@ -13,7 +13,7 @@ restart; a request only reads it.  Names resolve in this order:
 
 import inspect
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import NamedTuple
@@ -38,6 +38,7 @@ class Loaded:
     path: Path | None = None
     turn: Turn | None = None  # for a service whose plain commands run one at a time
     tracks_clients: bool = False
+    streams: set = field(default_factory=set)  # its streams still sending
 
     @classmethod
     def wrap(cls, name, instance, commands, path=None):

@@ -50,7 +50,7 @@ class Roster:
         scans = [import_file(path) for path in service_files(self.directories)]
         broken = {scan.path: scan.error for scan in scans if scan.error}
         kept = [s for s in old if s.path in broken]
-        await self._stop([s for s in old if s.path not in broken])
+        await self._stop([s for s in old if s.path not in broken], "restarting")
         reserved = {s.name for s in kept}
         started, failures = await self._start_scans(
             [scan for scan in scans if not (scan.error and scan.path in {s.path for s in kept})],
@@ -79,7 +79,7 @@ class Roster:
             scan.classes = [cls for cls in scan.classes if service_name(cls) == name]
         others = [s for s in self.catalog.services.values() if s is not current]
         if current is not None:
-            await self._stop([current])
+            await self._stop([current], "restarting")
         started, failures = await self._start_scans([scan], {s.name for s in others})
         if not started and not failures:
             failures = {name: Failure(path, f"no longer defined in {path.name}")}
@@ -142,8 +142,10 @@ class Roster:
             return None
         return Loaded.wrap(name, instance, commands, path)
 
-    async def _stop(self, services):
+    async def _stop(self, services, why="stopping"):
         for loaded in reversed(services):
+            for stream in list(loaded.streams):  # it would go on sending from old code
+                stream.end(f"{loaded.name} is {why}")
             await stop_service(loaded.instance, timeout=self.hook_timeout, executor=self.executor)
 
     def _publish(self, running, failures):

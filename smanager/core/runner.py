@@ -42,35 +42,66 @@ class Outcome:
 
 
 class Stream:
-    """The chunks of a streaming command, as produced; ``error`` is set if it failed."""
+    """The chunks of a streaming command, as produced; ``error`` is set if it
+    failed, or if its service stopped it (see end())."""
 
-    def __init__(self, generator, timeout, label):
+    def __init__(self, generator, timeout, label, service=None):
         self._generator = generator
         self.timeout = timeout
         self.label = label
         self.error = None
+        self._ended = None  # why end() was called
+        self._waiting = None  # the task waiting in __anext__ for the next chunk
+        self._service = service  # whose ``streams`` it is in until it closes
+        if service is not None:
+            service.streams.add(self)
 
     def __aiter__(self):
         return self
 
+    def end(self, why):
+        """Its service is stopping: the stream stops at once (if it is waiting
+        for a chunk) or before its next chunk, with ``why`` as its last line."""
+        if self._generator is not None and self._ended is None:
+            self._ended = why
+            if self._waiting is not None:
+                self._waiting.cancel()
+
     async def __anext__(self):
         if self._generator is None:
             raise StopAsyncIteration
+        if self._ended is not None:
+            await self._stop(f"{self.label} ended: {self._ended}")
+        self._waiting = asyncio.current_task()
         try:
             async with asyncio.timeout(self.timeout) as deadline:
                 value = await anext(self._generator)
         except StopAsyncIteration:
-            self._generator = None
+            self._drop()
             raise
         except _CAUGHT as exc:  # a failing stream ends with an error line
+            if self._ended is not None and isinstance(exc, asyncio.CancelledError):
+                asyncio.current_task().uncancel()  # end() cancelled it: not the client
+                await self._stop(f"{self.label} ended: {self._ended}")
             _reraise_real_cancellation(exc)
-            self.error = _failure(exc, deadline, self.label, self.timeout)
-            await self.aclose()
-            raise StopAsyncIteration from None
+            await self._stop(_failure(exc, deadline, self.label, self.timeout))
+        finally:
+            self._waiting = None
         return value
 
+    async def _stop(self, error):
+        self.error = error
+        await self.aclose()
+        raise StopAsyncIteration from None
+
+    def _drop(self):
+        self._generator = None
+        if self._service is not None:
+            self._service.streams.discard(self)
+
     async def aclose(self):
-        generator, self._generator = self._generator, None
+        generator = self._generator
+        self._drop()
         if generator is not None:
             try:
                 await generator.aclose()
@@ -141,7 +172,7 @@ class Runner:
             return self._resumed(coroutine, waiting_on, call)
         if kind is Kind.BLOCKING:
             return self._in_thread(call.invoke, call)
-        return Outcome(stream=Stream(call.invoke(), self._timeout(call), call.label))
+        return Outcome(stream=Stream(call.invoke(), self._timeout(call), call.label, service))
 
     async def _resumed(self, coroutine, waiting_on, call):
         deadline, timeout = None, self._timeout(call)

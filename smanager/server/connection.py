@@ -233,8 +233,11 @@ class Connection(asyncio.BufferedProtocol):
     # -- shutdown ----------------------------------------------------------------
 
     def begin_shutdown(self):
-        """Run nothing new; close now if idle, else once the current command ends."""
+        """Run nothing new; close now if idle, else once the current command ends
+        (a stream ends at once: it has no reply to finish)."""
         self._cancel_oneshot()
+        if self.pipeline.streaming:
+            self.pipeline.interrupt(errors.SHUTTING_DOWN)
         self.pipeline.shut()
 
     def refuse(self, message, reachable=True):

@@ -83,6 +83,12 @@ class Pipeline:
         return self.phase is Phase.OPEN
 
     @property
+    def streaming(self):
+        """The job in hand sends a stream."""
+        work = self.job.work if self.job is not None else None
+        return type(work) is Outcome and work.stream is not None
+
+    @property
     def busy(self):
         """A command is running or about to (not merely waiting for the client to read)."""
         return self.job is not None and self.job.work is not DRAIN

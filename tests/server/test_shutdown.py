@@ -85,3 +85,35 @@ async def test_shutdown_closes_the_connection_of_a_client_that_does_not_read():
         await asyncio.wait_for(server.shutdown(), TIMEOUT)
         assert server.connections == set()
         client.writer.transport.abort()
+
+
+async def test_a_restart_ends_the_services_streams_with_a_notice():
+    async with running_server() as server:
+        watcher = await LineClient.connect(server.address[1])
+        admin = await LineClient.connect(server.address[1])
+        await watcher.send(b"testsvc count 100000 0.05\n")
+        assert await watcher.reader.readline() == b"1\n"  # streaming from the old instance
+        assert await admin.ask("restart testsvc", QUICK) == "restarted: testsvc\n" + SEP
+        rest = (await watcher.reply_text(QUICK)).split("\n")
+        assert rest[-3:] == ["ERROR: testsvc count ended: testsvc is restarting",
+                             SEP.strip(), ""]
+        assert all(line.isdigit() for line in rest[:-3])  # nothing but its chunks before
+        assert await watcher.ask("testsvc add 1 2", QUICK) == "3\n" + SEP  # the new one
+        await watcher.close()
+        await admin.close()
+
+
+async def test_kill_ends_open_streams_at_once():
+    async with running_server(shutdown_timeout=30) as server:
+        serving = asyncio.create_task(server.serve_until_shutdown())
+        watcher = await LineClient.connect(server.address[1])
+        admin = await LineClient.connect(server.address[1])
+        await watcher.send(b"testsvc count 100000 10\n")  # a chunk every 10 s
+        assert await watcher.reader.readline() == b"1\n"
+        started = time.monotonic()
+        await admin.send(b"kill\n")
+        assert await watcher.read_all() == ("ERROR: server is shutting down\n" + SEP).encode()
+        await asyncio.wait_for(serving, QUICK)  # not the 30 s of shutdown_timeout
+        assert time.monotonic() - started < QUICK
+        await watcher.close()
+        await admin.close()
