@@ -9,8 +9,10 @@
    with the parameters the command takes (a name that differs only in case
    is named as the likely one) -- unless the command takes ``**kwargs``
    (the pair goes there, as text) or ``*args`` (the word is text, for it).
-   A word whose part before ``=`` is not an identifier (a URL, ``a-b=1``) is
-   always plain text.
+   A word is always plain text if its part before ``=`` is not an identifier
+   (a URL, ``a-b=1``), if it ends in ``=`` (base64 padding), or if the
+   command has secret parameters (a password may contain ``=``, and no
+   error may echo a piece of it).
 4. A parameter given twice, a required one missing, or too many words is a
    mistake too.  Every mistake is an ArgumentError: one line, the usage added
    by the caller.
@@ -153,19 +155,16 @@ class Command:
         param = self._by_name(key)
         if param is not None:
             return "named", param
-        likely = [p.name for p in self._params() if p.name.lower() == key.lower()]
-        if not likely:
-            if self.extra:
-                return "extra", None
-            if self.rest is not None:
-                return "loose", None
-        raise ArgumentError(self._unknown(key, likely))
-
-    def _unknown(self, key, likely):
+        likely = [] if self.secret else [p.name for p in self._params()
+                                         if p.name.lower() == key.lower()]
         if likely:
-            return f"unknown parameter {shown(key)} (did you mean {likely[0]}?)"
+            raise ArgumentError(f"unknown parameter {shown(key)} (did you mean {likely[0]}?)")
+        if self.extra:
+            return "extra", None
+        if self.rest is not None or self.secret or word.endswith("="):
+            return "loose", None
         names = ", ".join(p.name for p in self._params()) or "none"
-        return f"unknown parameter {shown(key)} (it takes: {names})"
+        raise ArgumentError(f"unknown parameter {shown(key)} (it takes: {names})")
 
     def _convert(self, param, text):
         try:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from smanager import SService
+from smanager import SService, filtered
 from smanager.core.commands import Kind, commands_of
 from smanager.wire.errors import ArgumentError
 
@@ -154,6 +154,10 @@ class DirSize(SService):
     def cmd_tag(self, name, **labels):
         """Takes any name=value"""
 
+    @filtered("password")
+    def cmd_login(self, user, password):
+        """Takes a secret"""
+
 
 DIRSIZE = commands_of(DirSize)
 
@@ -178,6 +182,13 @@ def test_a_value_containing_an_equals_sign_goes_by_name():
 def test_words_that_are_not_names_stay_text():
     assert DIRSIZE["size"].bind(["http://host/?a=b"]) == (["http://host/?a=b"], {})
     assert DIRSIZE["size"].bind(["a-b=1"]) == (["a-b=1"], {})
+    assert DIRSIZE["size"].bind(["c2VjcmV0=="]) == (["c2VjcmV0=="], {})  # base64 padding
+
+
+def test_a_secret_may_contain_an_equals_sign_and_is_never_echoed():
+    login = DIRSIZE["login"]
+    assert login.bind(["alice", "pa=ss"]) == (["alice", "pa=ss"], {})
+    assert login.bind(["alice", "User=x"]) == (["alice", "User=x"], {})
 
 
 def test_a_command_taking_star_args_keeps_name_value_words_as_text():
