@@ -117,8 +117,9 @@ class Catalog:
                                 name, loaded.name, owner, loaded.name, name)
         return table
 
-    def resolve(self, words):
-        """A request's words -> a Target, or the error message to send."""
+    def resolve(self, words, failures_shown=True):
+        """A request's words -> a Target, or the error message to send (for a
+        service that failed to load or start, why, if ``failures_shown``)."""
         first = words[0].lower()
         if first in self.builtins:
             return Target(None, self.builtins[first], words[1:])
@@ -133,6 +134,9 @@ class Catalog:
             return Target(service, command, words[2:])
         entry = self.toplevel.get(first)
         if entry is None:
+            failure = self.failures.get(first) if failures_shown else None
+            if failure is not None:
+                return errors.not_started(first, failure.reason)
             return errors.unknown_command(words)
         return Target(entry[0], entry[1], words[1:])
 

@@ -10,6 +10,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 
 from ..auth.access import Access
+from ..auth.levels import Level
 from ..auth.login import Logins
 from ..wire import errors
 from ..wire.protocol import ParseError, parse_line
@@ -71,7 +72,8 @@ class Manager:
         return self.runner.start(call)
 
     def _bind(self, catalog, request, peer):
-        target = catalog.resolve(request.words)
+        # Why a service failed is for those who may see it in help (see access.py).
+        target = catalog.resolve(request.words, peer.level is Level.ADMIN)
         if type(target) is str:
             return Outcome(error=target)
         if not self.access.allows(peer, target, catalog):

@@ -1,21 +1,28 @@
 """The roster: which services run, and how they come and go.  No sockets here.
 
-Services start in load order (directories in the order given, files by name,
-classes in source order) and stop in reverse.  A restart imports the code
-again before stopping anything, so a file that no longer imports leaves its
-running services alone.  Every change ends in a new Catalog, published whole.
+Services are listed in load order (directories in the order given, files by
+name, classes in source order), start all at once, each within its time
+limit, and stop in reverse order.  At start-up the roster returns once every
+service has started or after START_GRACE seconds, whichever is first, so the
+server listens while a slow start() goes on; until it ends, the service's
+commands say it is still starting.  A restart imports the code again before
+stopping anything, so a file that no longer imports leaves its running
+services alone.  Every change ends in a new Catalog, published whole.
 """
 
+import asyncio
 import logging
 
+from ..service import State
 from ..wire import errors
 from .builtins import UNLISTED
 from .catalog import Catalog, Failure, Loaded
 from .commands import commands_of
-from .lifecycle import start_service, stop_service
+from .lifecycle import overrides, start_service, stop_service
 from .loader import VALID_NAME, import_file, service_files, service_name
 
 log = logging.getLogger("smanager.roster")
+START_GRACE = 1.0  # seconds start-up waits for slow start() hooks before listening
 
 
 class Roster:
@@ -28,19 +35,41 @@ class Roster:
         self.options = options
         self.executor = executor
         self.catalog = Catalog([], builtin_commands, unlisted=UNLISTED)
+        self._starting = None  # the first start, while it goes on
 
-    async def start(self):
+    async def start(self, grace=START_GRACE):
+        """Load every service and start them; return when all have started, or
+        after ``grace`` seconds while the slow ones go on starting."""
         scans = [import_file(path) for path in service_files(self.directories)]
-        loaded, failures = await self._start_scans(scans, reserved=set())
-        self._publish(loaded, failures)
-        log.info("services running: %s", " ".join(s.name for s in loaded) or "none")
+        made, failures = self._make(scans, reserved=set())
+        self._publish(made, failures)  # listed at once; each says "starting" until it runs
+        self._starting = asyncio.get_running_loop().create_task(self._first_start(made))
+        done, _ = await asyncio.wait({self._starting}, timeout=grace)
+        if not done:
+            slow = [s.name for s in made if s.instance.state is not State.RUNNING]
+            log.warning("still starting after %g s: %s; accepting connections meanwhile",
+                        grace, " ".join(slow))
+
+    async def _first_start(self, made):
+        started, failed = await self._start_all(made)
+        if failed:
+            self._publish([s for s in self.catalog.services.values() if s.name not in failed],
+                          {**self.catalog.failures, **failed})
+        log.info("services running: %s", " ".join(s.name for s in started) or "none")
+
+    async def _settled(self):
+        """Let the first start end (each start() is bounded) before changing anything."""
+        if self._starting is not None:
+            await asyncio.wait({self._starting})
 
     async def stop(self):
+        await self._settled()
         await self._stop(list(self.catalog.services.values()))
         self._publish([], {})
 
     async def restart(self, name=None):
         """Reload one service, or all; the report for the client."""
+        await self._settled()
         if name is None:
             return await self._restart_all()
         return await self._restart_one(name.lower())
@@ -52,9 +81,11 @@ class Roster:
         kept = [s for s in old if s.path in broken]
         await self._stop([s for s in old if s.path not in broken], "restarting")
         reserved = {s.name for s in kept}
-        started, failures = await self._start_scans(
+        made, failures = self._make(
             [scan for scan in scans if not (scan.error and scan.path in {s.path for s in kept})],
             reserved)
+        started, failed = await self._start_all(made)
+        failures.update(failed)
         order = {scan.path: index for index, scan in enumerate(scans)}
         running = sorted(kept + started, key=lambda s: order.get(s.path, len(order)))
         self._publish(running, failures)
@@ -80,7 +111,9 @@ class Roster:
         others = [s for s in self.catalog.services.values() if s is not current]
         if current is not None:
             await self._stop([current], "restarting")
-        started, failures = await self._start_scans([scan], {s.name for s in others})
+        made, failures = self._make([scan], {s.name for s in others})
+        started, failed = await self._start_all(made)
+        failures.update(failed)
         if not started and not failures:
             failures = {name: Failure(path, f"no longer defined in {path.name}")}
         running = [started[0] if s is current else s
@@ -94,9 +127,9 @@ class Roster:
         return "\n".join(report + ["restarted: " + " ".join(s.name for s in started)]
                          if started else report)
 
-    async def _start_scans(self, scans, reserved):
-        """Instantiate and start the classes found; returns (running, failures)."""
-        running, failures = [], {}
+    def _make(self, scans, reserved):
+        """Instantiate the classes found; returns (made, failures)."""
+        made, failures = [], {}
         for scan in scans:
             if scan.error:
                 failures[scan.label] = Failure(scan.path, f"failed to load: {scan.error}",
@@ -109,11 +142,11 @@ class Roster:
                     log.error("service %s from %s not loaded: %s", name, scan.path.name, problem)
                     failures.setdefault(name, Failure(scan.path, f"not loaded: {problem}"))
                     continue
-                loaded = await self._start_one(cls, name, scan.path, failures)
+                loaded = self._make_one(cls, name, scan.path, failures)
                 if loaded is not None:
                     reserved.add(name)
-                    running.append(loaded)
-        return running, failures
+                    made.append(loaded)
+        return made, failures
 
     def _name_problem(self, name, reserved):
         if not VALID_NAME.match(name):
@@ -124,7 +157,7 @@ class Roster:
             return "another service already has that name"
         return None
 
-    async def _start_one(self, cls, name, path, failures):
+    def _make_one(self, cls, name, path, failures):
         try:
             # options first, so __init__ can read its settings: its own copy
             instance = cls.__new__(cls)
@@ -135,12 +168,28 @@ class Roster:
             log.exception("service %s could not be created", name)
             failures[name] = Failure(path, f"failed to load: {errors.describe_exception(exc)}")
             return None
-        reason = await start_service(instance, timeout=self.hook_timeout, executor=self.executor)
-        if reason is not None:
-            await stop_service(instance, timeout=self.hook_timeout, executor=self.executor)
-            failures[name] = Failure(path, f"failed to start: {reason}")
-            return None
         return Loaded.wrap(name, instance, commands, path)
+
+    async def _start_all(self, made):
+        """Start services at once; returns (started, {name: Failure} of the rest)."""
+        # Most services have no start(): they start at once, without a task each.
+        at_once = [loaded for loaded in made if not overrides(loaded.instance, "start")]
+        hooked = [loaded for loaded in made if overrides(loaded.instance, "start")]
+        reasons = {loaded: await self._start(loaded) for loaded in at_once}
+        reasons.update(zip(hooked, await asyncio.gather(*map(self._start, hooked))))
+        started = [loaded for loaded in made if reasons[loaded] is None]
+        failed = {loaded.name: Failure(loaded.path, f"failed to start: {reasons[loaded]}")
+                  for loaded in made if reasons[loaded] is not None}
+        return started, failed
+
+    async def _start(self, loaded):
+        """Start one service; None, or why it failed (it is stopped again)."""
+        reason = await start_service(loaded.instance, timeout=self.hook_timeout,
+                                     executor=self.executor)
+        if reason is not None:
+            await stop_service(loaded.instance, timeout=self.hook_timeout,
+                               executor=self.executor)
+        return reason
 
     async def _stop(self, services, why="stopping"):
         for loaded in reversed(services):

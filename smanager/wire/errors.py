@@ -110,7 +110,14 @@ def failed(label, exc):
 
 
 def not_running(name, state):
+    if state in ("new", "starting"):
+        return f"{name} is still starting; try again in a moment"
     return f"{name} is {state} (restarting?); try again"
+
+
+def not_started(name, reason):
+    """A service that failed to load or start, asked for by name."""
+    return f"{name} {reason}"
 
 
 def describe_exception(exc):

@@ -132,6 +132,9 @@ async def test_a_service_whose_start_fails_is_reported():
         assert list(manager.catalog.services) == ["good"]
         assert manager.catalog.failures["sulky"].reason == (
             "failed to start: OSError: port 80 is taken")
+        # Asked for by name, it says why, not "unknown command".
+        assert await ask_core(manager, "sulky anything") == (
+            "ERROR: sulky failed to start: OSError: port 80 is taken\n" + SEP)
     finally:
         await manager.stop()
 

@@ -4,11 +4,14 @@ one-shot clients, streams, Ctrl-C, time limits, restart, and names that are
 never commands."""
 
 import asyncio
+import time
 import unicodedata
 
 import pytest
 from helpers import (
     BANNER,
+    FIXTURES,
+    QUICK,
     SEP,
     SEP_LINE,
     TIMEOUT,
@@ -224,3 +227,22 @@ async def test_errors_carry_no_control_characters(client, line):
     reply = await client.ask(line)
     assert reply.startswith("ERROR: ")
     assert [c for c in reply if c != "\n" and unicodedata.category(c) == "Cc"] == []
+
+
+async def test_the_server_listens_while_a_slow_service_is_still_starting():
+    gate = asyncio.Event()
+    settings = {"services": [str(FIXTURES / "slow_start")], "shutdown_timeout": 20,
+                "service": {"slow": {"gate": gate}}}
+    began = time.monotonic()
+    async with running_server(**settings) as server:
+        # After the start-up grace (1 s), not the 20 s start() may take.
+        assert time.monotonic() - began < 10
+        client = await LineClient.connect(server.address[1])
+        assert await client.ask("slow ping", QUICK) == (
+            "ERROR: slow is still starting; try again in a moment\n" + SEP)
+        assert await client.ask("systemstatus echo hi", QUICK) == "hi\n" + SEP
+        gate.set()
+        slow = server.manager.catalog.services["slow"].instance
+        assert await until(lambda: slow.state is State.RUNNING)
+        assert await client.ask("slow ping", QUICK) == "pong\n" + SEP
+        await client.close()
