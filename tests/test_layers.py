@@ -56,6 +56,8 @@ def imports_in(source, package):
         elif isinstance(node, ast.ImportFrom):
             base = package[: len(package) - node.level + 1] if node.level else []
             module = ".".join(base + ([node.module] if node.module else []))
+            if module == "smanager" and all(a.name.startswith("__") for a in node.names):
+                continue  # the package's own facts (__version__), not its API
             found.append(module)
             # `from . import errors` imports a module too.
             found += [f"{module}.{alias.name}" for alias in node.names]

@@ -13,9 +13,11 @@ CommandFailed for them.  Not getting an answer at all raises CannotConnect,
 ConnectionLost (a CannotConnect) or TimedOut; all are ClientErrors.
 ``Client(host, port, user="alice", password=...)`` logs in on every
 connection without sending the password (challenge and auth); a refusal
-raises LoginFailed (a CannotConnect).
+raises LoginFailed (a CannotConnect).  A host with a ``/`` in it is the path of
+a server's Unix socket: ``Client("/run/smanager.sock")``.
 """
 
+from .addresses import format_address, parse_address
 from .asynchronous import AsyncClient
 from .blocking import Client
 from .common import (
@@ -26,8 +28,6 @@ from .common import (
     LoginFailed,
     Reply,
     TimedOut,
-    format_address,
-    parse_address,
 )
 from .tls import tls_context
 

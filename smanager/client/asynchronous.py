@@ -42,8 +42,12 @@ class AsyncClient(common.Endpoint):
         self.refresh()  # a new connection may be a new version of the server
         try:
             async with asyncio.timeout(self.timeout):
-                self._reader, self._writer = await asyncio.open_connection(
-                    self.host, self.port, limit=common.MAX_LINE, ssl=self.ssl)
+                if self.unix:
+                    self._reader, self._writer = await asyncio.open_unix_connection(
+                        self.host, limit=common.MAX_LINE)
+                else:
+                    self._reader, self._writer = await asyncio.open_connection(
+                        self.host, self.port, limit=common.MAX_LINE, ssl=self.ssl)
         except TimeoutError:
             raise TimedOut(f"{self.where}: no connection within {self.timeout:g} s") from None
         except (OSError, UnicodeError) as exc:
@@ -53,8 +57,8 @@ class AsyncClient(common.Endpoint):
             try:
                 while not greeting.add(await self._line(self.timeout)):
                     pass
-            except TimedOut:
-                raise common.no_banner(self.where, self.timeout, self.ssl is not None) from None
+            except (TimedOut, ConnectionLost) as exc:
+                raise common.no_greeting(self, exc) from None
             self.banner_services = greeting.services
             self._writer.write(common.request_bytes("mode json"))
             common.check_mode_switch(await self._line(self.timeout), self.where)

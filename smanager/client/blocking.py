@@ -48,7 +48,8 @@ class Client(common.Endpoint):
         self.close()
         self.refresh()  # a new connection may be a new version of the server
         try:
-            self._sock = socket.create_connection((self.host, self.port), self.timeout)
+            self._sock = self._unix_socket() if self.unix else \
+                socket.create_connection((self.host, self.port), self.timeout)
             if self.ssl is not None:
                 self._sock = self.ssl.wrap_socket(self._sock, server_hostname=self.host)
         except TimeoutError:
@@ -60,8 +61,8 @@ class Client(common.Endpoint):
             try:
                 while not greeting.add(self._line(self.timeout)):
                     pass
-            except TimedOut:
-                raise common.no_banner(self.where, self.timeout, self.ssl is not None) from None
+            except (TimedOut, ConnectionLost) as exc:
+                raise common.no_greeting(self, exc) from None
             self.banner_services = greeting.services
             self._sock.sendall(common.request_bytes("mode json"))
             common.check_mode_switch(self._line(self.timeout), self.where)
@@ -77,6 +78,16 @@ class Client(common.Endpoint):
                 raise common.lost(self.where, exc) from None
             raise
         return self
+
+    def _unix_socket(self):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(self.timeout)
+            sock.connect(self.host)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
 
     def close(self) -> None:
         sock, self._sock = self._sock, None

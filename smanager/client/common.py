@@ -1,4 +1,4 @@
-"""What both clients share, without I/O: addresses, the greeting, replies, errors.
+"""What both clients share, without I/O: the greeting, replies, errors, logging in.
 
 A client session goes like this (the server side is in wire/protocol.py and wire/formats.py):
 
@@ -10,18 +10,16 @@ A client session goes like this (the server side is in wire/protocol.py and wire
    ending the running command with ``{"ok": false, "error": "interrupted"}``.
 """
 
-import ipaddress
 import json
 import os
-import re
 import shlex
 import socket
 from dataclasses import dataclass, field
-from ssl import SSLContext
+from ssl import SSLCertVerificationError, SSLContext, SSLError
 
 from ..config import DEFAULT_HOST, DEFAULT_PORT
-from ..wire.address import format_address
 from ..wire.protocol import BANNER_RULE, SEPARATOR, to_text
+from .addresses import is_socket_path, where_of
 
 INTERRUPT = b"\xff\xf4"  # telnet IAC IP
 MAX_LINE = 64 * 1024 * 1024  # a reply line longer than this is not from an smanager
@@ -39,7 +37,10 @@ class Endpoint:
         self.host, self.port, self.timeout = host, port, timeout
         self.user, self.password = user, password  # logged in as on every (re)connection
         self.ssl = ssl  # an ssl.SSLContext (smanager.client.tls_context) for a TLS server
-        self.where = format_address(host, port)
+        self.unix = is_socket_path(host)  # a Unix socket's path (see addresses.py)
+        if self.unix and ssl is not None:  # asked for, it must not be quietly dropped
+            raise ValueError(f"{host} is a Unix socket, and a server speaks TLS only over TCP")
+        self.where = where_of(host, port)
         self.banner_services = []
         self._index = {}  # help topic -> `help -s` fields, until refresh()
 
@@ -108,38 +109,6 @@ def text_of(value):
     return to_text(value)
 
 
-def parse_address(text, default_port=DEFAULT_PORT):
-    """``HOST``, ``HOST:PORT``, ``[V6]:PORT`` or a bare IPv6 address -> (host, port);
-    ValueError for anything else (a URL, two hosts in one, a stray colon)."""
-    text = text.strip()
-    host, port = text, default_port
-    if text.startswith("["):
-        host, bracket, rest = text[1:].partition("]")
-        if not bracket or (rest and not rest.startswith(":")) or rest == ":":
-            raise ValueError(f"bad address {text!r}")
-        port = rest[1:] or default_port
-        _check_ipv6(host, text)
-    elif text.count(":") == 1:
-        host, port = text.split(":")
-    elif ":" in text:
-        _check_ipv6(host, text)
-    if not host or not _HOST.fullmatch(host):
-        raise ValueError(f"bad address {text!r}")
-    if not (isinstance(port, int) or port.isdigit()) or not 0 < int(port) < 65536:
-        raise ValueError(f"bad port in {text!r}")
-    return host, int(port)
-
-
-_HOST = re.compile(r"[\w.:%-]+")  # names, IPv4, IPv6 (with a zone): no spaces, commas, slashes
-
-
-def _check_ipv6(host, text):
-    try:
-        ipaddress.IPv6Address(host.partition("%")[0])
-    except ValueError:
-        raise ValueError(f"bad address {text!r}") from None
-
-
 def cannot_connect(where, exc):
     """The CannotConnect for an error from connecting (a refusal, a name that
     does not resolve, or one the IDNA codec cannot even encode)."""
@@ -148,9 +117,20 @@ def cannot_connect(where, exc):
     return CannotConnect(f"cannot connect to {where}: {describe_os_error(exc)}")
 
 
-def no_banner(where, timeout, secure):
-    hint = "" if secure else " (a TLS server waits for the client to speak first: use TLS)"
-    return TimedOut(f"{where} sent no greeting within {timeout:g} s{hint}")
+def no_greeting(endpoint, exc):
+    """What to raise when the banner did not come: ``exc`` is the TimedOut, or
+    the ConnectionLost for a server that closed, met reading it; the new
+    error says what that usually means."""
+    where, secure = endpoint.where, endpoint.ssl is not None
+    if isinstance(exc, ConnectionLost):
+        if not secure:
+            return exc
+        return ConnectionLost(f"{where} closed the connection before its greeting (a TLS "
+                              "server does that when it wants a client certificate it "
+                              "can verify, or has too many connections)")
+    hint = "" if secure or endpoint.unix else \
+        " (a TLS server waits for the client to speak first: use TLS)"
+    return TimedOut(f"{where} sent no greeting within {endpoint.timeout:g} s{hint}")
 
 
 def too_long(where):
@@ -166,12 +146,28 @@ def lost(where, exc):
 
 
 def describe_os_error(exc):
-    """'Connection refused', not asyncio's "Connect call failed ('10.0.0.1', 1)"."""
+    """'Connection refused', not asyncio's "Connect call failed ('10.0.0.1', 1)";
+    for TLS, what OpenSSL says ('certificate verify failed: certificate has
+    expired'), not the errno it carries (1, which strerror calls 'Operation
+    not permitted')."""
+    if isinstance(exc, SSLCertVerificationError):
+        unknown_ca = " (a CA not trusted here)" if exc.verify_code in UNKNOWN_CA else ""
+        return f"certificate verify failed: {exc.verify_message.rstrip('.')}{unknown_ca}"
+    if isinstance(exc, SSLError):
+        reason = exc.reason.lower().replace("_", " ") if exc.reason else str(exc)
+        hint = " (not a TLS server?)" if exc.reason == "WRONG_VERSION_NUMBER" else ""
+        return f"TLS: {reason}{hint}"
     if isinstance(exc, socket.gaierror):
         return exc.strerror or str(exc)
     if exc.errno and exc.errno > 0:
         return os.strerror(exc.errno)
     return str(exc)
+
+
+# OpenSSL's X509_V_ERR_ codes for a certificate no trusted CA vouches for:
+# UNABLE_TO_GET_ISSUER_CERT, DEPTH_ZERO_SELF_SIGNED_CERT, SELF_SIGNED_CERT_IN_CHAIN,
+# UNABLE_TO_GET_ISSUER_CERT_LOCALLY.
+UNKNOWN_CA = frozenset({2, 18, 19, 20})
 
 
 def request_bytes(line):
@@ -285,7 +281,9 @@ def proof_request(raw, login, where):
         proof = login.proof(_login_result(raw, login, where))
     except ValueError as exc:  # a challenge this client will not answer
         raise LoginFailed(f"{where}: cannot log in as {login.user}: {exc}") from None
-    return request_bytes(f"auth {proof}")
+    # Named: a proof is base64 and ends in '=', so one that happens to hold no
+    # '+' or '/' (a fifth of them) reads as NAME=VALUE on its own.
+    return request_bytes(f"auth proof={proof}")
 
 
 def check_login(raw, login, where):

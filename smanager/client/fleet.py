@@ -12,7 +12,8 @@ import time
 from dataclasses import dataclass
 
 from . import AsyncClient, ClientError, Reply, parse_address
-from .common import format_address, terse_fields
+from .addresses import where_of
+from .common import terse_fields
 
 DEFAULT_PARALLEL = 64
 
@@ -43,7 +44,8 @@ def read_hosts_file(text):
 
 
 def parse_hosts(names):
-    """Host names -> unique (host, port) pairs, in order; ValueError for a bad one."""
+    """Host names (or Unix sockets' paths) -> unique (host, port) pairs, in
+    order; ValueError for a bad one."""
     seen = {}
     for name in names:
         seen.setdefault(parse_address(name), None)
@@ -75,7 +77,7 @@ async def _everywhere(addresses, ask, parallel, timeout, client_options):
     turns = asyncio.Semaphore(parallel)
 
     async def visit(host, port):
-        result = HostResult(format_address(host, port))
+        result = HostResult(where_of(host, port))
         async with turns:
             started = time.monotonic()
             client = AsyncClient(host, port, timeout=timeout, **client_options)

@@ -3,67 +3,45 @@
     tshell [HOST[:PORT]]                         an interactive shell (see shell.py)
     tshell HOST[:PORT] -c 'systemstatus uptime'  one command: only its reply on stdout
     tshell HOST[:PORT] < commands.txt            one command per line, the same way
+    tshell /run/smanager.sock -c 'kill'          a server's Unix socket: a path
     tshell --hosts web1,web2:10001 -c COMMAND    one command on many hosts at once
     tshell --hosts-file FILE --ping              which hosts answer, and their services
     tshell --user alice HOST -c 'kill'           logged in (password: $SMANAGER_PASSWORD,
                                                  else asked for; it never crosses the wire)
 
-Exit status: 0 when every command succeeded; 1 when a server replied with an
-error; 2 when a server could not be reached or answered too late, or the
-arguments were wrong; 130 after Ctrl-C; 141 when stdout's reader went away.
-Every failure is also one line on stderr.  Output is
-plain text unless stdout (for errors, stderr) is a terminal.
+Exit status (the flags are checked in arguments.py before anything is sent):
+
+- 0 when every command succeeded;
+- 1 when a server replied with an error, or a line read from stdin was one no
+  client sends (``mode text``, not UTF-8): it is skipped like an error reply;
+- 2 when a server could not be reached or answered too late, or the arguments
+  were wrong, ``-c`` with such a line (``-c ''``, ``-c 'mode text'``) included;
+- 130 after Ctrl-C; 141 when stdout's reader went away.
+
+Every failure is also one line on stderr.  Output is plain text unless stdout
+(for errors, stderr) is a terminal.
 """
 
 import asyncio
 import contextlib
-import getpass
 import json
-import math
 import os
-import ssl
 import sys
 
-from ..client import Client, ClientError, fleet, tls_context
-from ..client.common import DEFAULT_TIMEOUT, request_bytes, text_of
-from ..config import DEFAULT_HOST, DEFAULT_PORT, OneLineParser, UsageError
+from ..client import Client, ClientError, fleet
+from ..client.common import text_of
+from ..config import UsageError
+from . import arguments
 from .shell import RED, RESET, Shell, default_history_file
 
 OK, ERROR_REPLY, NO_ANSWER = 0, 1, 2
 INTERRUPTED, OUTPUT_CLOSED = 130, 141  # as a shell reports SIGINT and SIGPIPE
 
 
-def build_parser():
-    parser = OneLineParser(prog="tshell", description="Talk to smanager servers.")
-    add = parser.add_argument
-    add("address", nargs="?", metavar="HOST[:PORT]",
-        help=f"the server (default {DEFAULT_HOST}:{DEFAULT_PORT})")
-    add("-c", "--command", help="run this one command, print its reply, and exit")
-    hosts = parser.add_mutually_exclusive_group()
-    hosts.add_argument("--hosts", metavar="LIST", help="comma-separated HOST[:PORT]s")
-    hosts.add_argument("--hosts-file", metavar="FILE",
-                       help="one HOST[:PORT] per line; '#' starts a comment")
-    add("--ping", action="store_true", help="show which hosts answer and their services")
-    add("--json", action="store_true", help="print JSON: one line per host (or per message)")
-    add("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
-        help="for connecting, and for each part of a reply; with --hosts or --ping, "
-             f"for each host in all (default {DEFAULT_TIMEOUT:g})")
-    add("--tls", action="store_true", help="the server speaks TLS (verified by the system CAs)")
-    add("--tls-ca", metavar="FILE", help="verify the server with this CA instead (implies --tls)")
-    add("--tls-cert", metavar="FILE", help="client certificate, for mutual TLS (implies --tls)")
-    add("--tls-key", metavar="FILE", help="its private key")
-    add("--user", metavar="NAME", help="log in as NAME (password from $SMANAGER_PASSWORD, "
-        "else asked for on the terminal)")
-    add("--parallel", type=int, default=fleet.DEFAULT_PARALLEL, metavar="N",
-        help=f"hosts asked at once (default {fleet.DEFAULT_PARALLEL})")
-    return parser
-
-
 def main(argv=None, *, stdin=None, stdout=None, stderr=None):
     stdin, stdout, stderr = stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr
     try:
-        args = build_parser().parse_args(argv)
-        addresses = _addresses(args)
+        args = arguments.parse(argv)
     except (UsageError, ValueError, OSError) as exc:
         stderr.write(f"tshell: {exc} (try 'tshell --help')\n")
         return NO_ANSWER
@@ -72,7 +50,7 @@ def main(argv=None, *, stdin=None, stdout=None, stderr=None):
         return INTERRUPTED
     output = Output(stdout, stderr, args.json)
     try:
-        return _run(args, addresses, output, stdin)
+        return _run(args, output, stdin)
     except KeyboardInterrupt:
         output.complain("tshell: interrupted")
         return INTERRUPTED
@@ -82,10 +60,10 @@ def main(argv=None, *, stdin=None, stdout=None, stderr=None):
         return OUTPUT_CLOSED
 
 
-def _run(args, addresses, output, stdin):
-    if args.hosts or args.hosts_file or args.ping:
-        return asyncio.run(_fleet(addresses, args, output))
-    client = Client(*addresses[0], timeout=args.timeout, **args.client_options)
+def _run(args, output, stdin):
+    if args.fleet:
+        return asyncio.run(_fleet(args, output))
+    client = Client(*args.addresses[0], timeout=args.timeout, **args.client_options)
     try:
         if args.command is not None:
             return output.run(client, args.command)
@@ -101,53 +79,8 @@ def _run(args, addresses, output, stdin):
         client.close()
 
 
-def _addresses(args):
-    fleet_mode = bool(args.hosts or args.hosts_file)
-    if fleet_mode and args.address:
-        raise UsageError("give either HOST or --hosts/--hosts-file, not both")
-    if fleet_mode and args.command is None and not args.ping:
-        raise UsageError("--hosts needs -c COMMAND or --ping")
-    if args.ping and args.command is not None:
-        raise UsageError("--ping runs no command; drop -c")
-    if args.parallel < 1 or not (math.isfinite(args.timeout) and args.timeout > 0):
-        raise UsageError("--parallel and --timeout must be positive numbers")
-    if args.command is not None:
-        request_bytes(args.command)  # a command no client sends: a wrong argument
-    args.client_options = {"ssl": None}
-    if args.tls or args.tls_ca or args.tls_cert:
-        try:
-            args.client_options["ssl"] = tls_context(args.tls_ca, args.tls_cert,
-                                                             args.tls_key)
-        except ssl.SSLError as exc:
-            raise UsageError(f"cannot use the TLS files: {exc}") from None
-    if args.user is not None:
-        args.client_options.update(user=args.user, password=_password(args.user))
-    if args.hosts_file:
-        with open(args.hosts_file, encoding="utf-8") as file:
-            names = fleet.read_hosts_file(file.read())
-    elif args.hosts:
-        names = [name for name in args.hosts.split(",") if name.strip()]
-    else:
-        names = [args.address or DEFAULT_HOST]
-    if not names:
-        raise UsageError("no hosts given")
-    return fleet.parse_hosts(names)
-
-
-def _password(user):
-    password = os.environ.get("SMANAGER_PASSWORD")
-    if password is not None:
-        return password
-    try:
-        with open("/dev/tty", "r+", encoding="utf-8"):  # getpass would fall back to stdin
-            pass
-    except OSError:
-        raise UsageError("--user needs a password: set SMANAGER_PASSWORD, or run "
-                         "tshell from a terminal") from None
-    return getpass.getpass(f"password for {user}: ")
-
-
-async def _fleet(addresses, args, output):
+async def _fleet(args, output):
+    addresses = args.addresses
     if args.ping:
         results = await fleet.ping_everywhere(addresses, parallel=args.parallel,
                                               timeout=args.timeout, **args.client_options)

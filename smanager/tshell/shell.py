@@ -3,9 +3,12 @@
 - The prompt names the server (and the service in use): ``web1:10000> ``.
 - Tab completes built-ins, toplevel commands and services as the first
   word, a service's commands after its name, and topics after ``help``.
+- The greeting lists the services this connection may use: asked for with
+  ``help -s`` once connected (and logged in), as the banner was sent before.
 - ``use SERVICE`` sends a bare command of that service to it (``uptime``
-  becomes ``systemstatus uptime``) until ``use`` alone; anything else
-  (another service, a toplevel or built-in command) goes as typed.
+  becomes ``systemstatus uptime``) until ``use`` alone; ``help``, ``help
+  COMMAND`` and ``restart`` are about it too.  Anything else (another
+  service, a toplevel or built-in command) goes as typed.
 - Ctrl-C stops the running command (the server answers ``interrupted``) or
   clears the line being typed; ``quit``, ``exit`` or Ctrl-D leave.
 - A server that restarted is reconnected to on the next command.
@@ -73,7 +76,8 @@ class Completer:
         if head == "help":
             rest = [word for word in rest if word != "-s"]
             if not rest:
-                return [*services, *client.toplevel(), *client.builtins(), "-s"]
+                return [*services, *client.toplevel(), *client.builtins(), "-s",
+                        *(client.commands(use) if use else [])]
             return client.commands(rest[0]) if rest[0] in services and len(rest) == 1 else []
         if head in services and not rest:
             return client.commands(head)
@@ -84,18 +88,27 @@ def route(line, use, commands_of_use, known):
     """The line to send while ``use`` names a service.
 
     Its commands, and words the server does not know (so a typo gets the
-    service's error), go to it; ``help`` alone is its help; a built-in, a
-    service, or a toplevel command it does not offer goes as typed.
+    service's error), go to it; ``help`` and ``restart`` alone are about it,
+    and so is ``help WORD`` when WORD would go to it; a built-in, a service,
+    or a toplevel command it does not offer goes as typed.
     """
     if not use:
         return line
     words = line.split()
     first = words[0].lower()
+
+    def goes_to_use(word):
+        return word.lower() in commands_of_use or word.lower() not in known
+
     if first == "help":
-        return f"help {use}" if len(words) == 1 else line
-    if first in known and first not in commands_of_use:
+        flag = words[1:2] if words[1:2] == ["-s"] else []
+        topic = words[1 + len(flag):]
+        if not topic or (len(topic) == 1 and goes_to_use(topic[0])):
+            return " ".join(["help", *flag, use, *topic])
         return line
-    return f"{use} {line}"
+    if first == "restart" and len(words) == 1 and first not in commands_of_use:
+        return f"restart {use}"
+    return f"{use} {line}" if goes_to_use(first) else line
 
 
 class Shell:
@@ -117,7 +130,7 @@ class Shell:
     def run(self):
         """Read commands until quit or Ctrl-D; the exit status."""
         self._say(self.intro.format(where=self.client.where,
-                                    services=" ".join(self.client.banner_services) or "none"))
+                                    services=" ".join(self._services()) or "none"))
         with self._readline():
             while True:
                 try:
@@ -153,6 +166,14 @@ class Shell:
         except ValueError as exc:  # a line the client will not send
             self._error(str(exc))
         return True
+
+    def _services(self):
+        """What this connection may use.  Not the banner's list: that was sent
+        before logging in, so it shows what anybody may see."""
+        try:
+            return self.client.services()
+        except ClientError:  # `help` not allowed here, say: the banner is all there is
+            return self.client.banner_services
 
     def _commands_of_use(self):
         if not self.use:

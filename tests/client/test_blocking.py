@@ -367,3 +367,12 @@ def test_the_blocking_client_logs_in_and_again_after_a_restart(server_thread, us
         assert client.run("systemstatus", "echo", "again") == "again"  # logged in again
     with pytest.raises(LoginFailed, match="cannot log in as bob: login failed"):
         Client("127.0.0.1", port, timeout=TIMEOUT, user="bob", password="nope").connect()
+
+
+def test_every_login_gets_in_whatever_its_proof_looks_like(server_thread, users_file):
+    """A fifth of the proofs are base64 with no '+' or '/', which the server
+    would read as NAME=VALUE if sent bare; twenty logins would meet one."""
+    port = server_thread.start(users_file=users_file)
+    for _ in range(20):
+        with Client("127.0.0.1", port, timeout=TIMEOUT, user="bob", password="bob-pw") as client:
+            assert client.run("systemstatus", "echo", "in") == "in"

@@ -7,8 +7,7 @@ import time
 import pytest
 from helpers import MEETING, blackhole, closed_port, run_tshell_main, tshell
 
-from smanager.client import Reply, fleet
-from smanager.client.common import parse_address
+from smanager.client import Reply, fleet, parse_address
 
 
 def meeting_room(expected):

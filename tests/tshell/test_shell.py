@@ -41,6 +41,7 @@ class Index:
                      "systemstatus"]),
     ("help -s sc", None, ["scrapman"]),
     ("help scrapman g", None, ["get_heartbeat"]),
+    ("help d", "systemstatus", ["disk"]),  # help about the service in use
     ("use ", None, ["scrapman", "systemstatus"]),
     ("u", "systemstatus", ["uptime", "use"]),
     ("g", "scrapman", ["get_heartbeat"]),
@@ -78,9 +79,18 @@ KNOWN = {"scrapman", "systemstatus", "help", "kill", "restart", "captest", "host
     ("hostname", "systemstatus", "systemstatus hostname"),  # the service offers it
     ("captest", "systemstatus", "captest"),  # a toplevel command it does not offer
     ("scrapman get_heartbeat", "systemstatus", "scrapman get_heartbeat"),
-    ("restart", "systemstatus", "restart"),
+    ("restart", "systemstatus", "restart systemstatus"),  # the service in use, not all
+    ("restart scrapman", "systemstatus", "restart scrapman"),
+    ("restart", None, "restart"),
+    ("kill", "systemstatus", "kill"),
     ("help", "systemstatus", "help systemstatus"),
+    ("help -s", "systemstatus", "help -s systemstatus"),
+    ("help disk", "systemstatus", "help systemstatus disk"),  # its command
+    ("help -s disk", "systemstatus", "help -s systemstatus disk"),
+    ("help uptme", "systemstatus", "help systemstatus uptme"),  # the service's error
     ("help scrapman", "systemstatus", "help scrapman"),
+    ("help captest", "systemstatus", "help captest"),
+    ("help scrapman get_heartbeat", "systemstatus", "help scrapman get_heartbeat"),
     ("uptme", "systemstatus", "systemstatus uptme"),  # a typo gets the service's error
 ])
 def test_use_routes_bare_commands_to_the_service(line, use, sent):
@@ -115,6 +125,19 @@ def test_the_shell_uses_a_service_against_a_real_server(address):
     assert out.getvalue() == (
         "ERROR: no service 'nosuch'; services: scrapman systemstatus testsvc\n"
         "routed\n2\nERROR: a client keeps its connection in JSON mode\n")
+
+
+def test_restart_and_help_under_use_are_about_the_service_in_use(port):
+    out = io.StringIO()
+    with Client("127.0.0.1", port, timeout=TIMEOUT) as client:
+        shell = Shell(client, out=out)
+        assert shell.handle("use testsvc")
+        for line in ("restart", "help add", "help -s", "help scrapman"):
+            assert shell.handle(line)
+        expected = "".join(client.call(line).text for line in (
+            "help -s testsvc", "help scrapman"))
+    assert out.getvalue() == \
+        "restarted: testsvc\ntestsvc add A [B]\n    Adds A and B\n" + expected
 
 
 def test_the_shell_still_sends_commands_when_the_used_service_has_gone(server_thread):

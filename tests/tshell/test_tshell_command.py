@@ -19,11 +19,16 @@ from helpers import (
     blackhole,
     closed_port,
     fake_peer,
+    on_terminal,
     resetting_listener,
     run_tshell_main,
+    running_server,
+    short_dir,
     tshell,
     tshell_on_terminal,
 )
+
+from smanager import __version__
 
 
 def test_one_shot_prints_only_the_reply_body(address):
@@ -264,7 +269,7 @@ def test_stdin_mode_goes_on_after_a_line_the_client_refuses(port, tmp_path):
     with commands.open() as stdin:
         status, out, err = tshell(f"127.0.0.1:{port}", stdin=stdin)
     assert out == "2\n3\n"
-    assert status != 0 and "JSON mode" in err
+    assert (status, err) == (1, "tshell: a client keeps its connection in JSON mode\n")
 
 
 def tshell_login(*args, env=None):
@@ -294,3 +299,93 @@ def test_tshell_without_a_password_or_a_terminal_says_how_to_give_one():
                           check=False)
     assert done.returncode == 2
     assert done.stderr.startswith("tshell: --user needs a password: set SMANAGER_PASSWORD")
+
+
+def env_without_password():
+    return {name: value for name, value in os.environ.items() if name != "SMANAGER_PASSWORD"}
+
+
+async def test_user_is_asked_for_the_password_on_a_real_terminal(users_file):
+    async with running_server(users_file=users_file) as server:
+        argv = ["--user", "bob", f"127.0.0.1:{server.address[1]}", "-c", "systemstatus echo hi"]
+        async with on_terminal(sys.executable, "tshell.py", *argv, cwd=ROOT,
+                               env=env_without_password()) as (process, terminal):
+            await terminal.expect(b"password for bob: ")
+            terminal.type(b"bob-pw\r")
+            await terminal.expect(b"hi\n")
+            assert await asyncio.wait_for(process.wait(), TIMEOUT) == 0
+    assert b"bob-pw" not in terminal.output  # typed, never echoed
+
+
+async def test_the_greeting_after_a_login_lists_what_the_user_may_use(users_file, tmp_path):
+    """The banner came before the login, listing what anybody may see: none here."""
+    async with running_server(users_file=users_file) as server:
+        where = f"127.0.0.1:{server.address[1]}"
+        async with on_terminal(sys.executable, "tshell.py", "--user", "carol", where, cwd=ROOT,
+                               env={**env_without_password(), "NO_COLOR": "1", "TERM": "dumb",
+                                    "TSHELL_HISTORY": str(tmp_path / "history"),
+                                    "INPUTRC": os.devnull}) as (process, terminal):
+            await terminal.expect(b"password for carol: ")
+            terminal.type(b"carol-pw\r")
+            await terminal.expect(f"Connected to {where}. Services: scrapman systemstatus.\n"
+                                  .encode())
+            await terminal.expect(f"{where}> ".encode())
+            terminal.type(b"quit\r")
+            assert await asyncio.wait_for(process.wait(), TIMEOUT) == 0
+
+
+def test_version_prints_the_package_version():
+    assert tshell("--version") == (0, f"tshell {__version__}\n", "")
+
+
+def test_tshell_talks_to_a_unix_socket_named_by_its_path(server_thread, tmp_path):
+    with short_dir() as directory:
+        path = str(directory / "smanager.sock")
+        port = server_thread.start(unix_socket=path)
+        assert tshell(path, "-c", "systemstatus echo hi") == (0, "hi\n", "")
+        commands = tmp_path / "commands.txt"
+        commands.write_text("testsvc add 1\ntestsvc add 2\n")
+        with commands.open() as stdin:
+            assert tshell(path, stdin=stdin) == (0, "2\n3\n", "")
+        assert tshell("--hosts", f"{path},127.0.0.1:{port}", "-c", "testsvc add 1") == \
+            (0, f"{path}: 2\n127.0.0.1:{port}: 2\n", "")
+        assert tshell("--hosts", path, "--ping")[1].startswith(f"{path}  up ")
+        status, out, err = tshell(path, "--tls", "-c", "testsvc add 1")
+        assert (status, out) == (2, "")
+        assert err == (f"tshell: {path} is a Unix socket; a server speaks TLS only over TCP "
+                       "(try 'tshell --help')\n")
+        missing = str(directory / "nobody.sock")
+        assert tshell(missing, "-c", "help") == \
+            (2, "", f"tshell: cannot connect to {missing}: No such file or directory\n")
+
+
+def test_two_commands_are_a_usage_error_and_neither_runs(address):
+    for twice in (["-c", "testsvc add 1", "-c", "kill"], ["-c", "kill", "--command", "help"],
+                  ["--hosts", address, "--hosts", address, "-c", "kill"]):
+        args = twice if "--hosts" in twice else [address, *twice]
+        status, out, err = run_tshell_main(*args)
+        assert (status, out) == (2, "")
+        assert err.endswith(" given twice (try 'tshell --help')\n"), err
+    assert run_tshell_main(address, "-c", "testsvc add 1") == (0, "2\n", "")  # still alive
+
+
+@pytest.mark.parametrize("hosts", [["--hosts", ""], ["--hosts", " "], ["--hosts", " , "],
+                                   ["--hosts-file", ""], ["--hosts-file", "EMPTY"]])
+def test_an_empty_host_list_is_an_error_never_the_local_server(address, tmp_path, hosts):
+    empty = tmp_path / "hosts.txt"
+    empty.write_text("# nobody yet\n\n")
+    hosts = [str(empty) if arg == "EMPTY" else arg for arg in hosts]
+    status, out, err = run_tshell_main(*hosts, "-c", "kill")
+    assert (status, out) == (2, "")
+    assert "no hosts given" in err or "cannot read --hosts-file ''" in err, err
+    assert run_tshell_main(*hosts, address, "-c", "kill")[0] == 2  # not "the HOST given"
+    assert run_tshell_main(address, "-c", "testsvc add 1") == (0, "2\n", "")  # still alive
+
+
+@pytest.mark.parametrize(("line", "why"), [
+    ("", "a request needs a command"), ("  ", "a request needs a command"),
+    ("mode text", "a client keeps its connection in JSON mode"),
+])
+def test_a_command_no_client_sends_is_a_wrong_argument(address, line, why):
+    assert run_tshell_main(address, "-c", line) == \
+        (2, "", f"tshell: -c: {why} (try 'tshell --help')\n")
