@@ -1,20 +1,23 @@
 """The commands every smanager has, described by the same rules as a service's.
 
-``quit``, ``exit``, ``mode``, ``challenge`` and ``auth`` work everywhere but
-are not listed, so ``help`` keeps the seed's layout (``COMMANDS: help kill
-restart``); ``help mode`` works.  ``login`` is listed once users exist.
+``quit``, ``exit``, ``mode``, ``status``, ``challenge`` and ``auth`` are not
+listed, so ``help`` keeps the seed's layout (``COMMANDS: help kill restart``);
+``help mode`` and ``help status`` work.  ``login`` is listed once users exist.
 
 A built-in's ``session`` parameter receives the connection's Peer.
 """
 
+import logging
+
 from ..auth.levels import Level, level
 from ..wire import errors
 from ..wire.formats import FORMATS
-from . import helptext
+from . import helptext, status
 from .commands import filtered
 from .runner import Outcome
 
-UNLISTED = frozenset({"quit", "exit", "mode", "login", "challenge", "auth"})
+log = logging.getLogger("smanager.builtins")
+UNLISTED = frozenset({"quit", "exit", "mode", "login", "challenge", "auth", "status"})
 
 
 def anyone(function):
@@ -52,14 +55,27 @@ class Builtins:
         self.manager.request_shutdown()
         return Outcome("shutting down", close=True)
 
+    @level("read")
+    async def cmd_status(self, session):
+        """the server and its services, at a glance
+
+        The version, when it started, what it listens on, its connections,
+        and for each service its state and since when; for admin, also each
+        service's file and its latest failed command (or why it is not
+        running).
+        """
+        return status.report(self.manager, full=session.level is Level.ADMIN)
+
     @level("admin")
-    async def cmd_restart(self, service=None):
+    async def cmd_restart(self, service=None, *, session):
         """restart services
 
         Stops the service (or every service), loads its code again from disk
         and starts it; connections stay open.  If the new code cannot be
         loaded, the running version is kept and the reply says why.
         """
+        log.info("%s user=%s asked to restart %s", session.address, session.user or "-",
+                 service or "every service")
         return await self.manager.restart(service)
 
     @anyone  # it changes only how this connection's replies look

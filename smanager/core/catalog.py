@@ -39,6 +39,8 @@ class Loaded:
     turn: Turn | None = None  # for a service whose plain commands run one at a time
     tracks_clients: bool = False
     streams: set = field(default_factory=set)  # its streams still sending
+    started: float | None = None  # when its start ended (time.time())
+    last_error: tuple | None = None  # (time.time(), error line) of its latest failed command
 
     @classmethod
     def wrap(cls, name, instance, commands, path=None):

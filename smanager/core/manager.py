@@ -7,6 +7,7 @@ short by the client that asked for it, and stopping waits for it to end.
 import asyncio
 import gc
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from ..auth.access import Access
@@ -37,6 +38,7 @@ class Manager:
         self.roster = Roster(directories, commands_of(Builtins), hook_timeout=hook_timeout,
                              options=options or {}, executor=self.executor)
         self.shutdown_requested = asyncio.Event()
+        self.started = time.time()
         self._restart_lock = asyncio.Lock()
         self._restarts = set()  # restart tasks, kept referenced until they end
         self._stopped = False
@@ -100,6 +102,11 @@ class Manager:
 
     def request_shutdown(self):
         self.shutdown_requested.set()
+
+    def server_facts(self):
+        """What the server around the manager adds to ``status`` (the server
+        replaces this: its listeners and connections)."""
+        return {}
 
     # -- lifecycle ---------------------------------------------------------------
 

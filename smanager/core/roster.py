@@ -12,6 +12,7 @@ services alone.  Every change ends in a new Catalog, published whole.
 
 import asyncio
 import logging
+import time
 
 from ..service import State
 from ..wire import errors
@@ -40,6 +41,7 @@ class Roster:
     async def start(self, grace=START_GRACE):
         """Load every service and start them; return when all have started, or
         after ``grace`` seconds while the slow ones go on starting."""
+        log.info("loading services from %s", ", ".join(map(str, self.directories)) or "nowhere")
         scans = [import_file(path) for path in service_files(self.directories)]
         made, failures = self._make(scans, reserved=set())
         self._publish(made, failures)  # listed at once; each says "starting" until it runs
@@ -186,6 +188,7 @@ class Roster:
         """Start one service; None, or why it failed (it is stopped again)."""
         reason = await start_service(loaded.instance, timeout=self.hook_timeout,
                                      executor=self.executor)
+        loaded.started = time.time()
         if reason is not None:
             await stop_service(loaded.instance, timeout=self.hook_timeout,
                                executor=self.executor)

@@ -15,6 +15,7 @@ Every failure becomes ``Outcome(error=...)``; tracebacks go to the log only.
 import asyncio
 import functools
 import logging
+import time
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -84,7 +85,7 @@ class Stream:
                 asyncio.current_task().uncancel()  # end() cancelled it: not the client
                 await self._stop(f"{self.label} ended: {self._ended}")
             _reraise_real_cancellation(exc)
-            await self._stop(_failure(exc, deadline, self.label, self.timeout))
+            await self._stop(_failure(exc, deadline, self.label, self.timeout, self._service))
         finally:
             self._waiting = None
         return value
@@ -168,7 +169,7 @@ class Runner:
                 value = done.value
                 return value if type(value) is Outcome else Outcome(value)
             except _CAUGHT as exc:  # nothing cancels a first step: a CancelledError is its own
-                return Outcome(error=_failure(exc, None, call.label, None))
+                return Outcome(error=_failure(exc, None, call.label, None, service))
             return self._resumed(coroutine, waiting_on, call)
         if kind is Kind.BLOCKING:
             return self._in_thread(call.invoke, call)
@@ -181,7 +182,7 @@ class Runner:
                 value = await eager.resume(coroutine, waiting_on)
         except _CAUGHT as exc:  # every failure is a reply
             _reraise_real_cancellation(exc)
-            return Outcome(error=_failure(exc, deadline, call.label, timeout))
+            return Outcome(error=_failure(exc, deadline, call.label, timeout, call.service))
         return _as_outcome(value)
 
     async def _in_thread(self, function, call):
@@ -214,7 +215,7 @@ class Runner:
             _reraise_real_cancellation(exc)
             if waiting and deadline.expired():
                 return Outcome(error=errors.busy(call.label, timeout))
-            return Outcome(error=_failure(exc, deadline, call.label, timeout))
+            return Outcome(error=_failure(exc, deadline, call.label, timeout, call.service))
         return _as_outcome(value)
 
 
@@ -241,9 +242,14 @@ def _thread_done(turn, future):
         future.exception()  # retrieved here, so an abandoned failure is not reported twice
 
 
-def _failure(exc, deadline, label, timeout):
+def _failure(exc, deadline, label, timeout, service=None):
+    """A command's failure as its error line; its service keeps the last one (status)."""
     if isinstance(exc, TimeoutError) and deadline is not None and deadline.expired():
-        return errors.timed_out(label, timeout)
-    if not isinstance(exc, errors.CommandError):
-        log.error("%s raised", label, exc_info=exc)
-    return errors.failed(label, exc)
+        error = errors.timed_out(label, timeout)
+    else:
+        if not isinstance(exc, errors.CommandError):
+            log.error("%s raised", label, exc_info=exc)
+        error = errors.failed(label, exc)
+    if service is not None:
+        service.last_error = (time.time(), errors.one_line(error))
+    return error

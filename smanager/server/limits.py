@@ -32,6 +32,23 @@ log = logging.getLogger("smanager.limits")
 STALLED_BYTES = 65536  # unsent beneath TLS: asyncio's own high-water mark
 
 
+class Throttled:
+    """A warning a flood could repeat thousands of times a second: written at
+    most once a second, saying how many it stands for.  ``message`` has a %d
+    (how many) and a %s (the latest one's detail)."""
+
+    def __init__(self, message):
+        self.message = message
+        self._count, self._logged_at = 0, 0.0
+
+    def warn(self, detail):
+        self._count += 1
+        now = time.monotonic()
+        if now - self._logged_at >= 1.0:
+            log.warning(self.message, self._count, detail)
+            self._count, self._logged_at = 0, now
+
+
 class Admission:
     """Counts connections, overall and per address (rule 1)."""
 
@@ -39,7 +56,7 @@ class Admission:
         self.total, self.per_address = total, per_address
         self.count = 0
         self.by_address = {}
-        self._refused, self._logged_at = 0, 0.0
+        self._refusals = Throttled("refused %d connection(s): %s")
 
     def admit(self, address):
         """None if the connection may stay (and it is counted), else the error."""
@@ -61,11 +78,7 @@ class Admission:
             del self.by_address[address]
 
     def _refuse(self, error):
-        self._refused += 1
-        now = time.monotonic()
-        if now - self._logged_at >= 1.0:
-            log.warning("refused %d connection(s): %s", self._refused, error)
-            self._refused, self._logged_at = 0, now
+        self._refusals.warn(error)
         return error
 
 
