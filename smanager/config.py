@@ -68,7 +68,7 @@ class Config:
     tls_cert: str = ""  # with tls_key: the TCP listener speaks TLS only
     tls_key: str = ""
     tls_client_ca: str = ""  # require client certificates signed by this CA
-    users_file: str = ""  # users and their levels; once it names one, connections log in
+    users_file: str = ""  # users and their levels: connections log in (it must name one)
     unauthenticated: list[str] = field(default_factory=lambda: ["help"])  # before login
     login_max_line: int = 1024  # before logging in: bytes in a line...
     login_max_commands: int = 10  # ...lines sent...
@@ -119,6 +119,9 @@ def _checked(key, value, kind):
     if key == "unix_socket_mode" and not (value.isdigit() and set(value) <= set("01234567")
                                           and int(value, 8) <= 0o777):
         raise ConfigError(f"unix_socket_mode must be octal permissions like 600, not {value!r}")
+    if key == "users_file" and not value.strip():
+        # --users-file "$UNSET" would otherwise start a server open to everyone.
+        raise ConfigError("users_file must name a file")
     if key == "services" and not all(isinstance(item, str) for item in value):
         raise ConfigError("services must be a list of directories")
     if key == "unauthenticated":

@@ -1,8 +1,9 @@
 """Who may run what: the server's access policy.  No sockets here.
 
-1. With no users configured, every connection may run everything (the seed's
-   experience).  Once the users file names a user, the server is *closed* for
-   the rest of its life: removing every user does not open it again.
+1. With no users file, every connection may run everything (the seed's
+   experience).  With one, the server is *closed* for the whole of its life:
+   the file must name a user at start (else it does not start, users.py), and
+   removing every user later, or the file, does not open it again.
 2. A closed server gives each connection the level of the user it logged in
    as, or that its TLS client certificate names; else ``Level.NONE``.
 3. A connection runs a command if its level reaches the command's, or if
@@ -28,25 +29,20 @@ class Access:
     def __init__(self, users_file="", unauthenticated=("help",)):
         self.users_file = UsersFile(users_file) if users_file else None
         self.unauthenticated = frozenset(entry.lower() for entry in unauthenticated)
-        self.closed = False
+        self.closed = self.users_file is not None
         self._peers = weakref.WeakSet()  # every connection, to settle again when users change
-        self._close_if_users()
+        if self.closed:
+            log.info("users are configured: connections must log in")
 
     @property
     def users(self):
         return self.users_file.users if self.users_file is not None else {}
-
-    def _close_if_users(self):
-        if self.users and not self.closed:
-            self.closed = True
-            log.info("users are configured: connections must log in")
 
     def refresh(self):
         """Read the users file again if it changed, and if it did, settle
         every connection again: a removed user loses its level at once."""
         if self.users_file is None or not self.users_file.refresh():
             return
-        self._close_if_users()
         for peer in list(self._peers):
             self.settle(peer)
 

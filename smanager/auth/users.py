@@ -6,6 +6,10 @@
 It holds no password, only what checks one.  It is written whole, to a new
 file renamed over the old, with mode 0600.  The server reads it again when it
 changes, so an added, removed or changed user counts without a restart.
+
+A server given a users file must be able to use it: one that does not exist,
+cannot be read, or names no user stops it from starting (a mistyped name must
+not leave it open to everyone).  Only ``smanager users add`` creates the file.
 """
 
 import logging
@@ -21,6 +25,7 @@ from .scram import Verifier
 log = logging.getLogger("smanager.users")
 HEADER = "# smanager users: NAME LEVEL VERIFIER; manage with 'smanager users'\n"
 NAME = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
+MISSING = "it does not exist; 'smanager users add NAME' creates it"
 
 
 @dataclass(frozen=True)
@@ -59,11 +64,9 @@ def render(users):
 
 
 def load(path):
-    """The users in a file; none if it does not exist.  OSError, ValueError."""
+    """The users in a file.  OSError (FileNotFoundError if there is none), ValueError."""
     try:
         text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return {}
     except UnicodeDecodeError:
         raise ValueError("not UTF-8 text") from None
     return parse(text)
@@ -86,37 +89,51 @@ def save(path, users):
         raise
 
 
+def _stamp(path):
+    """What changes whenever the file does: replaced (inode) or edited (time, size)."""
+    info = os.stat(path)
+    return info.st_ino, info.st_mtime_ns, info.st_size
+
+
 class UsersFile:
     """The users file as the server sees it: read again when it changes."""
 
     def __init__(self, path):
+        """Read it for the first time: ValueError if it does not exist, cannot
+        be read, or names no user, so that the server refuses to start."""
         self.path = path
-        self._stamp = None
-        self.users = {}
-        self.refresh(strict=True)
-
-    def refresh(self, strict=False):
-        """Read the file again if it changed; True if it did.  A file that
-        turns bad is logged and the users read last are kept (``strict``:
-        raise instead, as at start-up)."""
         try:
-            info = os.stat(self.path)
-            stamp = (info.st_ino, info.st_mtime_ns, info.st_size)
+            self._stamp = _stamp(path)  # before reading: a change in between is read again
+            self.users = load(path)
+        except FileNotFoundError:
+            raise ValueError(MISSING) from None
+        except OSError as exc:
+            raise ValueError(exc.strerror or str(exc)) from None
+        if not self.users:
+            raise ValueError("it names no users; 'smanager users add NAME' adds one")
+
+    def refresh(self):
+        """Read the file again if it changed; True if it did.  A file that turns
+        bad is logged and the users read last are kept; one that is gone or
+        names nobody leaves nobody able to log in (the server stays closed)."""
+        try:
+            stamp = _stamp(self.path)
         except FileNotFoundError:
             stamp = None
         except OSError as exc:
-            if strict:
-                raise ValueError(exc.strerror) from None
+            stamp = ("cannot look", exc.errno)  # then reading fails too, and says why
+        if stamp == self._stamp:
             return False
-        if stamp == self._stamp and not strict:
-            return False
+        self._stamp = stamp  # each change is read, and logged, once
         try:
             users = load(self.path) if stamp is not None else {}
         except (OSError, ValueError) as exc:
-            if strict:
-                raise ValueError(getattr(exc, "strerror", None) or str(exc)) from None
-            log.error("users file %s: %s; keeping the users read before", self.path, exc)
-            self._stamp = stamp  # said once, not on every look
+            log.error("users file %s: %s; keeping the users read before", self.path,
+                      getattr(exc, "strerror", None) or exc)
             return False
-        self._stamp, self.users = stamp, users
+        if stamp is None:
+            log.warning("users file %s is gone: no one can log in until it is back", self.path)
+        elif not users:
+            log.warning("users file %s names no users: no one can log in", self.path)
+        self.users = users
         return True

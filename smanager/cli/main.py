@@ -1,6 +1,7 @@
 """``smanager`` / ``python -m smanager``: flags -> Config -> run -> exit status.
 
-``smanager users ...`` manages the users file instead (users.py).
+``smanager users ...`` manages the users file instead (users.py); ``--help``
+says so, since argparse never sees that word.
 
 Exit status: 0 after ``kill`` or a signal, 1 when the address cannot be
 listened on, 2 for bad flags or an unusable config file.  Each failure is one
@@ -24,6 +25,7 @@ from ..config import (
     ConfigError,
     OneLineParser,
     UsageError,
+    bundled_services_dir,
     read_file,
 )
 from ..server.server import serve
@@ -33,14 +35,24 @@ log = logging.getLogger("smanager")
 THREAD_GRACE = 2.0  # seconds worker threads get to finish after shutdown
 
 
+SERVICES_RULE = ("Services are loaded from the bundled services ({bundled}; not with "
+                 "--no-default-services) and from each --services DIR, never from the "
+                 "current directory.")
+EPILOG = ("Users: 'smanager users --users-file FILE add NAME' creates the users file "
+          "and adds a user; 'smanager users --help' lists the rest (list, password, "
+          "level, remove). Exit status: 0 after 'kill' or a signal, 1 if it cannot "
+          "listen, 2 for bad flags or config.")
+
+
 def build_parser():
-    parser = OneLineParser(prog="smanager", description="A remote service manager.",
-                     argument_default=argparse.SUPPRESS)
+    rule = SERVICES_RULE.format(bundled=bundled_services_dir())  # where they are here
+    parser = OneLineParser(prog="smanager", description=f"A remote service manager. {rule}",
+                           epilog=EPILOG, argument_default=argparse.SUPPRESS)
     add = parser.add_argument
     add("--host", help=f"address to listen on (default {DEFAULT_HOST})")
     add("--port", type=int, help=f"TCP port, 0 for any free one (default {DEFAULT_PORT})")
     add("--services", action="append", metavar="DIR",
-        help="another directory of services (repeatable)")
+        help="also load the services in DIR (repeatable)")
     add("--no-default-services", action="store_true", help="do not load the bundled services")
     add("--config", metavar="FILE", help="TOML file; every flag has a key of the same name")
     add("--log-level", type=str.upper, choices=LOG_LEVELS)
@@ -71,8 +83,8 @@ def build_parser():
     add("--tls-client-ca", metavar="FILE",
         help="require client certificates signed by this CA (mutual TLS)")
     add("--users-file", metavar="FILE",
-        help="users and their levels, managed with 'smanager users'; once it names a user, "
-             "connections must log in")
+        help="users and their levels, managed with 'smanager users': connections must log "
+             "in; a file that is missing, unreadable or names nobody stops the start")
     add("--unauthenticated", action="append", metavar="COMMAND",
         help="a command (or service) connections may run before logging in, repeatable "
              "(default: help)")

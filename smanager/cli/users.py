@@ -6,11 +6,12 @@
     smanager users --users-file FILE level NAME LEVEL
     smanager users --users-file FILE remove NAME
 
-``--config FILE`` finds the users file in the server's config instead.  A
-password is asked for twice on the terminal, or read as one line from stdin
-with ``--password-stdin`` (for scripts); it is never a flag, which anyone
-could read in the process list.  Exit status: 0 done, 1 refused (no such
-user, already there), 2 bad arguments or an unusable file.
+``--config FILE`` finds the users file in the server's config instead.  Only
+``add`` creates the file; every other action needs it to exist.  A password
+is asked for twice on the terminal, or read as one line from stdin with
+``--password-stdin`` (for scripts); it is never a flag, which anyone could
+read in the process list.  Exit status: 0 done, 1 refused (no such user,
+already there), 2 bad arguments or an unusable file.
 """
 
 import getpass
@@ -27,7 +28,8 @@ class Refused(Exception):
 
 def build_parser():
     parser = OneLineParser(prog="smanager users", description="Manage the users file.")
-    parser.add_argument("--users-file", metavar="FILE")
+    parser.add_argument("--users-file", metavar="FILE",
+                        help="the users file (only 'add' creates it)")
     parser.add_argument("--config", metavar="FILE", help="the server's config: its users_file")
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION",
                                     parser_class=OneLineParser)
@@ -71,9 +73,24 @@ def read_password(from_stdin):
     return password
 
 
+def read_table(path, action):
+    """The users in the file; none for ``add`` if there is no file yet."""
+    try:
+        return users.load(path)
+    except FileNotFoundError:
+        if action == "add":
+            return {}
+        raise ConfigError(f"{path} does not exist; 'smanager users add NAME' creates it") \
+            from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
 def run(args, path, out):
     """Carry out one action on the users file."""
-    table = users.load(path)
+    table = read_table(path, args.action)
     name = getattr(args, "name", None)
     if args.action == "list":
         for user in sorted(table.values(), key=lambda u: u.name):
@@ -94,7 +111,10 @@ def run(args, path, out):
         level = levels.parse(args.level) if args.action == "add" else table[name].level
         verifier = Verifier.for_password(read_password(args.password_stdin), args.iterations)
         table[name] = users.User(name, level, verifier)
-    users.save(path, table)
+    try:
+        users.save(path, table)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
     print(f"{args.action}: {name}: done", file=out)
 
 

@@ -68,14 +68,14 @@ class Server:
         config = self.config
         if not config.tcp and not config.unix_socket:
             raise ConfigError("nothing to listen on: --no-tcp needs --unix-socket PATH")
-        if bool(config.tls_cert) != bool(config.tls_key) or \
-                (config.tls_client_ca and not config.tls_cert):
-            raise ConfigError("TLS needs --tls-cert and --tls-key together "
-                              "(and both for --tls-client-ca)")
-        access = self.manager.access
-        if config.users_file and not access.closed:
-            log.warning("users file %s names no users: every connection may run every "
-                        "command", config.users_file)
+        if config.tls_key and not config.tls_cert:
+            raise ConfigError("--tls-key needs --tls-cert (the certificate)")
+        if config.tls_cert and not config.tls_key:
+            raise ConfigError("--tls-cert needs --tls-key (its private key)")
+        if config.tls_client_ca and not config.tls_cert:
+            raise ConfigError("--tls-client-ca needs --tls-cert and --tls-key: mutual TLS "
+                              "is TLS first")
+        access = self.manager.access  # with a users file, closed: it names users (users.py)
         # Authenticated: users must log in, or only holders of a client certificate connect.
         authenticated = access.closed or bool(config.tls_client_ca)
         if config.tcp and limits.exposed(config.host) and not (config.insecure or authenticated):

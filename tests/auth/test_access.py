@@ -162,20 +162,29 @@ async def test_a_client_certificate_naming_a_user_needs_no_password(closed):
     assert (stranger.level, stranger.on_probation) == (Level.NONE, True)
 
 
-async def test_removing_a_user_takes_away_their_level_and_adding_one_closes_the_server(
+async def test_a_removed_user_loses_their_level_and_no_users_never_opens_the_server(
         tmp_path):
     path = tmp_path / "users"
-    access = Access(str(path))
+    access = Access(make_users(path, alice="admin", bob="operate"))
     async with started_manager(bundled_services_dir(), access=access) as manager:
-        early = peer_of(manager)
-        assert early.level is Level.ADMIN and not access.closed
-        make_users(path, alice="admin", bob="operate")
-        access.refresh()
-        assert access.closed and (early.level, early.on_probation) == (Level.NONE, True)
-        bob = peer_of(manager, "bob")
+        anonymous, bob = peer_of(manager), peer_of(manager, "bob")
+        assert access.closed and (anonymous.level, anonymous.on_probation) == (Level.NONE, True)
+        assert bob.level is Level.OPERATE
         make_users(path, alice="admin")
         access.refresh()
         assert (bob.level, bob.login) == (Level.NONE, None)
+        make_users(path)  # the last user removed
+        access.refresh()
+        assert access.closed and peer_of(manager).level is Level.NONE
         path.unlink()
         access.refresh()
-        assert access.closed  # removing every user never opens the server again
+        assert access.closed and peer_of(manager).level is Level.NONE
+
+
+@pytest.mark.parametrize("content", [None, ""])
+def test_a_users_file_naming_nobody_at_start_is_refused_not_open(tmp_path, content):
+    path = tmp_path / "users"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(ValueError):
+        Access(str(path))

@@ -3,7 +3,9 @@
 row escaped, rotation by size."""
 
 import logging
+import os
 import re
+import stat
 import time
 import types
 from pathlib import Path
@@ -284,8 +286,8 @@ async def test_each_path_writes_exactly_one_line(tmp_path):
     found = [(LINE.fullmatch(row)[3], LINE.fullmatch(row)[5]) for row in rows(trail)]
     assert found == [
         ("ok", '"mode json"'), ("ok", '"testsvc add 1 2"'), ("ok", '"testsvc count 2"'),
-        ("error=\"unknown command 'nosuch' for testsvc (try 'testsvc help')\"",
-         '"testsvc nosuch"'),
+        ("error=\"unknown command FILTERED for testsvc (try 'testsvc help')\"",
+         '"testsvc FILTERED"'),  # names no command: only its first word
         ("ok", '"mode text"'), ('error="interrupted"', '"testsvc sleep 5"'),
         ("ok", '"testsvc add 5 5"'), ('error="server is shutting down"', '"testsvc sleep 5"'),
     ]
@@ -303,3 +305,71 @@ async def test_secrets_stay_out_of_the_servers_own_log(tmp_path, caplog):
         finally:
             await client.close()
     assert "hunter2" not in caplog.text
+
+
+async def test_a_line_that_does_not_resolve_is_written_with_its_first_word_only(tmp_path):
+    """Secrets in a line that names no command (the service failed to import,
+    or its name or the command's is mistyped) stay out of the trail: only the
+    first word is written, and the error does not echo a masked word."""
+    trail, broken = tmp_path / "audit.log", tmp_path / "broken"
+    broken.mkdir()
+    (broken / "safe.py").write_text("raise ImportError('not today')\n")
+    settings = {"services": with_fixtures("vault") + [str(broken)], "audit_log": str(trail)}
+    async with running_server(**settings) as server:
+        client = await LineClient.connect(server.address[1])
+        try:
+            await client.send("safe unlock alice s3cret-1\nvualt unlock alice s3cret-2\n"
+                              "vault unlokc alice s3cret-3\nvault s3cret-4\n"
+                              "safe open 'it''s s3cret-5\nvault unlock alice 1234\n")
+            for _ in range(6):
+                await client.reply()
+        finally:
+            await client.close()
+    found = [(LINE.fullmatch(row)[3], LINE.fullmatch(row)[5]) for row in rows(trail)]
+    assert found[0][1] == '"safe FILTERED FILTERED FILTERED"'  # its error says why it failed
+    assert found[1:] == [
+        ("error=\"unknown command 'vualt' (try 'help')\"",
+         '"vualt FILTERED FILTERED FILTERED"'),
+        ("error=\"unknown command FILTERED for vault (try 'vault help')\"",
+         '"vault FILTERED FILTERED FILTERED"'),
+        ("error=\"unknown command FILTERED for vault (try 'vault help')\"",
+         '"vault FILTERED"'),
+        ('error="unbalanced quotes"', '"safe FILTERED FILTERED FILTERED"'),
+        ("ok", '"vault unlock alice FILTERED"'),
+    ]
+    assert "s3cret" not in trail.read_text() and "unlokc" not in trail.read_text()
+
+
+def test_the_trail_masks_what_does_not_resolve_without_a_server(tmp_path):
+    catalog = types.SimpleNamespace(resolve=lambda words: f"unknown command '{words[0]}'")
+    audit = Audit(str(tmp_path / "audit.log"), 10**6, 1, lambda: catalog)
+    try:
+        assert audit.shown(b"vault unlock alice s3cret") == "vault FILTERED FILTERED FILTERED"
+        assert audit.shown(b"solo") == "solo"
+        assert audit.shown(b"  \n") == ""
+    finally:
+        audit.close()
+
+
+async def test_the_trail_and_its_rotated_files_are_private(tmp_path):
+    """Created 0600 whatever the umask, never readable by others, not even briefly:
+    the file is opened with its mode, not chmodded after."""
+    trail = tmp_path / "audit.log"
+    before = os.umask(0o022)
+    try:
+        async with running_server(audit_log=str(trail), audit_log_max_bytes=200,
+                                  audit_log_backups=2) as server:
+            assert stat.S_IMODE(trail.stat().st_mode) == 0o600  # before any line
+            client = await LineClient.connect(server.address[1])
+            try:
+                await client.send("testsvc add 1 1\n" * 10)
+                for _ in range(10):
+                    await client.reply()
+            finally:
+                await client.close()
+    finally:
+        os.umask(before)
+    files = sorted(tmp_path.iterdir())
+    assert [path.name for path in files] == ["audit.log", "audit.log.1", "audit.log.2"]
+    assert {path.name: stat.S_IMODE(path.stat().st_mode) for path in files} == \
+        dict.fromkeys(["audit.log", "audit.log.1", "audit.log.2"], 0o600)

@@ -42,4 +42,5 @@ def test_the_builtins_levels():
     table = commands_of(Builtins)
     assert {name: str(command.level) for name, command in table.items()} == {
         "auth": "none", "challenge": "none", "exit": "none", "help": "read", "kill": "admin",
-        "login": "none", "mode": "none", "quit": "none", "restart": "admin"}
+        "login": "none", "mode": "none", "quit": "none", "restart": "admin",
+        "status": "read"}

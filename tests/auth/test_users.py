@@ -18,7 +18,8 @@ def test_the_users_file_round_trips_and_is_private(tmp_path, users_file):
         [["alice", "admin"], ["bob", "operate"], ["carol", "read"]]
     assert stat.S_IMODE(os.stat(users_file).st_mode) == 0o600
     assert users.parse(text) == users.load(users_file)
-    assert users.load(tmp_path / "missing") == {}
+    with pytest.raises(FileNotFoundError):
+        users.load(tmp_path / "missing")  # 'smanager users add' alone takes that for none
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -51,3 +52,35 @@ def test_the_server_sees_a_changed_file_and_keeps_the_last_good_one(tmp_path, us
     assert watched.refresh() is False
     assert watched.users["alice"].level is Level.READ
     assert "keeping the users read before" in caplog.text
+
+
+MISSING = "it does not exist; 'smanager users add NAME' creates it"
+NOBODY = "it names no users; 'smanager users add NAME' adds one"
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda path: None, MISSING),
+    (lambda path: path.mkdir(), "Is a directory"),
+    (lambda path: path.write_text("# nobody\n"), NOBODY),
+    (lambda path: path.write_bytes(b"\xff\n"), "not UTF-8 text"),
+], ids=["missing", "directory", "nobody", "not-text"])
+def test_a_users_file_the_server_cannot_use_at_start_is_refused(tmp_path, make, message):
+    path = tmp_path / "users"
+    make(path)
+    with pytest.raises(ValueError) as refused:
+        users.UsersFile(str(path))
+    assert str(refused.value) == message
+
+
+def test_a_users_file_that_goes_away_or_empties_while_running_leaves_nobody_in(
+        tmp_path, users_file, caplog):
+    watched = users.UsersFile(users_file)
+    os.unlink(users_file)
+    assert watched.refresh() is True and watched.users == {}
+    assert "is gone: no one can log in" in caplog.text
+    assert watched.refresh() is False  # said once
+    users.save(users_file, {})  # 'smanager users remove' of the last user
+    assert watched.refresh() is True and watched.users == {}
+    assert "names no users: no one can log in" in caplog.text
+    make_users(tmp_path / "users", alice="read")
+    assert watched.refresh() is True and set(watched.users) == {"alice"}

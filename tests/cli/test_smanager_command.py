@@ -1,18 +1,20 @@
 """``python -m smanager`` as a user runs it: flags, config file, exit status, signals,
 and how it refuses an unsafe or empty setup."""
 
+import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 from helpers import FIXTURE_SERVICES, ROOT, SEP, TIMEOUT, fixture_source
 
 from smanager.cli.main import make_config
-from smanager.config import Config
+from smanager.config import Config, bundled_services_dir
 
 
 def ask(port, *lines):
@@ -100,6 +102,65 @@ def test_the_cli_says_how_to_fix_an_unsafe_or_empty_setup(args, message):
     assert done.returncode == 2
     assert done.stderr.startswith("smanager: error: ") and message in done.stderr
     assert done.stderr.count("\n") == 1
+
+
+MISSING = "it does not exist; 'smanager users add NAME' creates it"
+NOBODY = "it names no users; 'smanager users add NAME' adds one"
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda path: None, MISSING),
+    (lambda path: path.mkdir(), "Is a directory"),
+    (lambda path: path.write_text(""), NOBODY),
+    (lambda path: path.write_text("# smanager users: NAME LEVEL VERIFIER\n"),
+     NOBODY),
+], ids=["missing", "directory", "empty", "header-only"])
+def test_a_users_file_that_cannot_be_used_refuses_to_start(tmp_path, make, message):
+    """A mistyped --users-file must not leave the server open to everyone."""
+    path = tmp_path / "users"
+    make(path)
+    done = run_cli("--port", "0", "--users-file", str(path))
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == f"smanager: error: cannot use users file {path}: {message}\n"
+
+
+def test_an_empty_users_file_name_refuses_to_start():
+    """--users-file "$UNSET" must not start a server open to everyone either."""
+    done = run_cli("--port", "0", "--users-file", "")
+    assert (done.returncode, done.stderr) == (2, "smanager: error: users_file must name a file\n")
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--tls-cert", "server.pem"], "--tls-cert needs --tls-key (its private key)"),
+    (["--tls-key", "server.key"], "--tls-key needs --tls-cert (the certificate)"),
+    (["--tls-client-ca", "ca.pem"], "--tls-client-ca needs --tls-cert and --tls-key"),
+    (["--tls-client-ca", "ca.pem", "--tls-key", "k"], "--tls-key needs --tls-cert"),
+])
+def test_a_tls_setting_without_its_partner_names_what_is_missing(args, message):
+    done = run_cli("--port", "0", *args)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.startswith(f"smanager: error: {message}") and done.stderr.count("\n") == 1
+
+
+def test_help_names_the_users_subcommand_and_where_services_come_from():
+    done = subprocess.run([sys.executable, "-m", "smanager", "--help"], cwd=ROOT,
+                          env={**os.environ, "COLUMNS": "1000"},  # no line breaks in a path
+                          capture_output=True, text=True, timeout=TIMEOUT, check=False)
+    assert done.returncode == 0 and done.stderr == ""
+    text = done.stdout
+    assert "smanager users --users-file FILE add NAME" in text
+    assert f"Services are loaded from the bundled services ({ROOT / 'services'}; not with " \
+           "--no-default-services) and from each --services DIR, never from the current " \
+           "directory." in text
+
+
+def test_a_services_directory_in_the_working_directory_is_not_loaded(tmp_path, monkeypatch):
+    (tmp_path / "services").mkdir()
+    (tmp_path / "services" / "deploy.py").write_text(fixture_source("deploy"))
+    monkeypatch.chdir(tmp_path)
+    assert make_config([]).service_dirs == [bundled_services_dir()]
+    assert make_config(["--services", "services"]).service_dirs == \
+        [bundled_services_dir(), Path("services")]
 
 
 def test_a_port_in_use_exits_1_with_one_line():

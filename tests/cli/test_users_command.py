@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import FAST, ROOT, TIMEOUT
+from helpers import FAST, ROOT, TIMEOUT, make_users
 
 from smanager.auth import users
 from smanager.cli import users as users_cli
@@ -53,11 +53,29 @@ def test_the_admin_subcommand_refuses_in_one_line(tmp_path, argv, password, stat
     assert code == status and out == "" and message in err and err.count("\n") == 1
 
 
+@pytest.mark.parametrize("action", [["list"], ["remove", "dave"], ["level", "dave", "read"],
+                                    ["password", "dave", "--password-stdin"]])
+def test_a_users_file_that_does_not_exist_is_an_error_but_for_add(tmp_path, action):
+    path = tmp_path / "missing"
+    said = f"smanager users: error: {path} does not exist; 'smanager users add NAME' creates it\n"
+    assert users_command("--users-file", str(path), *action, password="pw\n") == (2, "", said)
+    assert not path.exists()
+
+
+def test_a_users_file_that_cannot_be_read_or_written_is_named_in_the_error(tmp_path):
+    assert users_command("--users-file", str(tmp_path), "list") == \
+        (2, "", f"smanager users: error: {tmp_path}: Is a directory\n")
+    nowhere = tmp_path / "nowhere" / "users"
+    assert users_command("--users-file", str(nowhere), "add", "dave", "--password-stdin",
+                         "--iterations", str(FAST), password="pw\n") == \
+        (2, "", f"smanager users: error: cannot write {nowhere}: No such file or directory\n")
+
+
 def test_the_admin_subcommand_finds_the_file_in_the_config(tmp_path):
     config = tmp_path / "smanager.toml"
     config.write_text('users_file = "people"\n')
     args = users_cli.build_parser().parse_args(["--config", str(config), "list"])
     assert users_cli.users_file(args) == "people"
     out = io.StringIO()
-    users_cli.run(args, str(tmp_path / "none"), out)
-    assert out.getvalue() == ""
+    users_cli.run(args, make_users(tmp_path / "people", dave="read"), out)
+    assert out.getvalue() == "dave read\n"
