@@ -15,6 +15,29 @@ def _human(size):
     return f"{size:.1f} PiB"
 
 
+_POWERS = "KMGTPEZYRQ"
+
+
+def _df_size(size):
+    """SIZE bytes as ``df -h`` prints it (gnulib's human_readable with
+    human_ceiling): powers of 1024, always rounded up, one decimal below 10
+    (4.0K, 9.9G, 10G, 252G), a bare number below 1024."""
+    if size < 1024:
+        return str(size)
+    exponent, scale = 1, 1024
+    while size >= scale * 1024 and exponent < len(_POWERS):
+        exponent, scale = exponent + 1, scale * 1024
+    if size // scale < 10:
+        tenths = -(-size * 10 // scale)
+        if tenths < 100:
+            return f"{tenths // 10}.{tenths % 10}{_POWERS[exponent - 1]}"
+        return f"10{_POWERS[exponent - 1]}"  # 9.95K rounds up to 10K, no decimal
+    whole = -(-size // scale)
+    if whole == 1024 and exponent < len(_POWERS):
+        return f"1.0{_POWERS[exponent]}"  # 1023.5K is 1.0M
+    return f"{whole}{_POWERS[exponent - 1]}"
+
+
 def _python_uptime():
     """uptime(1)'s line, for hosts without procps."""
     with open("/proc/uptime") as handle:
@@ -82,6 +105,10 @@ class SystemStatus(SService):
             usage = shutil.disk_usage(path)
         except OSError as exc:
             raise CommandError(f"disk: {path}: {exc.strerror}") from None
-        percent = usage.used * 100 // usage.total if usage.total else 0
-        return (f"{path}: {_human(usage.used)} used of {_human(usage.total)} ({percent}%), "
-                f"{_human(usage.free)} free")
+        # The figures and percentage of df -h: space reserved for root is in
+        # the size but neither used nor available, so the percentage is
+        # used / (used + available), rounded up, and "-" with no blocks at all.
+        used, available = usage.used, usage.free  # free: what a user may still write
+        percent = f"{-(-used * 100 // (used + available))}%" if used + available else "-"
+        return (f"{path}: {_df_size(used)} used of {_df_size(usage.total)} ({percent}), "
+                f"{_df_size(available)} available")

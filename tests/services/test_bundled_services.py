@@ -58,10 +58,49 @@ async def test_load_memory_disk(manager):
                     await body(manager, "systemstatus load"))
     assert re.match(r"^memory: [\d.]+ \w+ used of [\d.]+ \w+ \(\d+%\), [\d.]+ \w+ available\n$",
                     await body(manager, "systemstatus memory"))
-    assert re.match(r"^/: [\d.]+ \w+ used of [\d.]+ \w+ \(\d+%\), [\d.]+ \w+ free\n$",
-                    await body(manager, "systemstatus disk"))
+    assert re.match(r"^/: [\d.]+[KMGTP]? used of [\d.]+[KMGTP]? \(\d+%\), "
+                    r"[\d.]+[KMGTP]? available\n$", await body(manager, "systemstatus disk"))
     assert await body(manager, "systemstatus disk /no/such/place") == (
         "ERROR: disk: /no/such/place: No such file or directory\n")
+
+
+def df_h(path):
+    """What GNU df -h prints for PATH: [size, used, available, use%]."""
+    done = subprocess.run(["df", "-h", "--output=size,used,avail,pcent", str(path)],
+                          capture_output=True, text=True, timeout=10)
+    if done.returncode != 0:
+        pytest.skip(f"df -h --output does not work here: {done.stderr.strip()}")
+    return done.stdout.splitlines()[1].split()
+
+
+@pytest.mark.parametrize("where", ["/", "tmp_path"])
+async def test_disk_shows_the_figures_and_percentage_df_h_shows(manager, tmp_path, where):
+    path = tmp_path if where == "tmp_path" else where
+    for _ in range(5):  # others write to the disk meanwhile: compare between two equal dfs
+        before = df_h(path)
+        ours = await body(manager, f"systemstatus disk {path}")
+        if df_h(path) == before:
+            break
+    else:
+        pytest.skip("the disk kept changing under df")
+    size, used, available, percent = before
+    assert ours == f"{path}: {used} used of {size} ({percent}), {available} available\n"
+
+
+@pytest.mark.parametrize(("total", "used", "free", "expected"), [
+    # The percentage is used / (used + available), rounded up; reserved blocks count in neither.
+    (270553174016, 23257849856, 85686444032, "22G used of 252G (22%), 80G available"),
+    (1000, 1, 999, "1 used of 1000 (1%), 999 available"),
+    (1024, 512, 512, "512 used of 1.0K (50%), 512 available"),
+    # Below 10 one decimal, rounded up; at 10 and over a whole number, rounded up.
+    (10 * 1024 - 1, 9 * 1024 + 1, 1023, "9.1K used of 10K (91%), 1023 available"),
+    (1024 ** 2 - 512, 1024 ** 2 - 512, 0, "1.0M used of 1.0M (100%), 0 available"),
+    (0, 0, 0, "0 used of 0 (-), 0 available"),  # /proc and friends
+])
+async def test_disk_rounds_as_df_does(manager, monkeypatch, total, used, free, expected):
+    monkeypatch.setattr(shutil, "disk_usage",
+                        lambda path: shutil._ntuple_diskusage(total, used, free))
+    assert await body(manager, "systemstatus disk /x") == f"/x: {expected}\n"
 
 
 async def test_captest_writes_a_snapshot(manager, tmp_path):
