@@ -13,7 +13,10 @@ Proves, with the installed binaries rather than a model of them:
   usable; ``quit`` closes it;
 * telnet control bytes from a raw socket get the exact answers the framing
   rules promise;
-* an HTTP request piped through nc closes the connection with nothing run.
+* an HTTP request piped through nc closes the connection with nothing run;
+* the README's one-liner for each netcat (openbsd, traditional, ncat, busybox,
+  socat) gets its reply and exits as soon as the server closes; a whole first
+  line from nc without flags leaves the session open, as a person typing needs.
 """
 
 import asyncio
@@ -21,6 +24,7 @@ import re
 import socket
 import time
 
+import pytest
 from helpers import (
     BANNER,
     SEP,
@@ -230,3 +234,68 @@ async def test_http_request_is_closed_unanswered_and_runs_nothing():
             assert await client.ask("systemstatus echo alive") == "alive\n" + SEP
         finally:
             await client.close()
+
+
+# -- 6. the README's one-liners, with each netcat -----------------------------------
+
+SLOW = b"testsvc sleep 0.3"  # its reply comes after the client's input has ended
+
+
+def host_port(port):
+    return ["127.0.0.1", str(port)]
+
+
+ONE_LINERS = {  # as the README shows them: (tool, argv for a port, what is piped in)
+    "any netcat, no newline": ("nc", lambda port: nc(port), SLOW),
+    "netcat-openbsd -N": ("nc", lambda port: nc(port, "-N"), SLOW + b"\n"),
+    "netcat-traditional, no newline": (
+        "nc.traditional", lambda port: ["nc.traditional", *host_port(port)], SLOW),
+    "netcat-traditional -q": (
+        "nc.traditional", lambda port: ["nc.traditional", "-q", "30", *host_port(port)],
+        SLOW + b"\n"),
+    "ncat": ("ncat", lambda port: ["ncat", *host_port(port)], SLOW + b"\n"),
+    "busybox nc": ("busybox", lambda port: ["busybox", "nc", *host_port(port)], SLOW + b"\n"),
+    "socat -t": ("socat", lambda port: ["socat", "-t", "30", "-", f"TCP:127.0.0.1:{port}"],
+                 SLOW + b"\n"),
+}
+
+
+@pytest.mark.parametrize("form", ONE_LINERS)
+async def test_each_netcat_one_liner_gets_its_reply_and_exits_when_the_server_closes(form):
+    # -q 30 and -t 30 are only upper bounds: exiting within QUICK proves that
+    # the server closed the connection after the reply.
+    tool, argv, data = ONE_LINERS[form]
+    need(tool)
+    async with running_server() as server:
+        out, took = await run_client(argv(server.address[1]), data)
+        assert out == BANNER + reply("slept 0.3")
+        assert took < QUICK, f"{form} took {took:.2f}s to exit"
+
+
+async def test_nc_without_flags_stays_open_after_a_whole_line_as_a_person_typing_needs():
+    # A person at nc ends each line with Enter and waits: the same bytes as
+    # `echo 'cmd' | nc` sends, so that form cannot be told apart and hangs.
+    need("nc")
+    async with running_server(oneshot_delay=0.05) as server:
+        process = await asyncio.create_subprocess_exec(
+            *nc(server.address[1]), stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+        try:
+            async def answer(line, expected):
+                process.stdin.write(line)
+                await process.stdin.drain()
+                got = await asyncio.wait_for(process.stdout.readexactly(len(expected)), TIMEOUT)
+                assert got == expected
+
+            await answer(b"systemstatus echo one\n", BANNER + reply("one"))
+            await asyncio.sleep(0.3)  # six one-shot delays of silence: nothing may happen
+            assert process.returncode is None
+            await answer(b"systemstatus echo two\n", reply("two"))
+            process.stdin.write(b"quit\n")
+            process.stdin.close()  # netcat-openbsd exits once both sides have ended
+            assert (await asyncio.wait_for(process.stdout.read(), TIMEOUT)).startswith(b"bye\n")
+            await asyncio.wait_for(process.wait(), TIMEOUT)
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
