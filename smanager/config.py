@@ -8,6 +8,7 @@ with OneLineParser, so a mistake is one line on stderr and exit status 2.
 """
 
 import argparse
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -135,8 +136,17 @@ def _checked(key, value, kind):
     return value
 
 
+# Settings that name files or directories.  In a [service.NAME] table (and
+# the tables inside it), a key named so is one: dir, file, path, or ending in
+# _dir, _file or _path (capture_dir, env_file).
+PATH_SETTINGS = frozenset({"services", "users_file", "audit_log", "tls_cert", "tls_key",
+                           "tls_client_ca", "unix_socket"})
+_PATH_KEY = re.compile(r"(?:^|_)(?:dir|file|path)$")
+
+
 def read_file(path: str | Path) -> dict[str, Any]:
-    """The settings in a TOML file, with directories made absolute."""
+    """The settings in a TOML file, with every path in it made absolute: a
+    relative one is relative to the file, wherever the server is started."""
     path = Path(path)
     try:
         with path.open("rb") as handle:
@@ -145,9 +155,26 @@ def read_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-    services = settings.get("services")
-    if isinstance(services, (str, list)):
-        services = [services] if isinstance(services, str) else services
-        settings["services"] = [str(path.parent / d) if isinstance(d, str) else d
-                                for d in services]
+    base = path.resolve().parent
+    for key in PATH_SETTINGS & settings.keys():
+        settings[key] = _anchored(base, settings[key])
+    if isinstance(settings.get("service"), dict):
+        settings["service"] = _anchored_tables(base, settings["service"])
     return settings
+
+
+def _anchored_tables(base, table):
+    """A service's table with the values of its path keys made absolute."""
+    return {key: _anchored_tables(base, value) if isinstance(value, dict)
+            else _anchored(base, value) if _PATH_KEY.search(key) else value
+            for key, value in table.items()}
+
+
+def _anchored(base, value):
+    """A path (or a list of them) relative to ``base``; anything else as it is
+    ("-" is stderr, an absolute or ~ path stays)."""
+    if isinstance(value, list):
+        return [_anchored(base, item) for item in value]
+    if not isinstance(value, str) or value in ("", "-") or value.startswith("~"):
+        return value
+    return str(base / value)

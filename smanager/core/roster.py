@@ -44,6 +44,9 @@ class Roster:
         log.info("loading services from %s", ", ".join(map(str, self.directories)) or "nowhere")
         scans = [import_file(path) for path in service_files(self.directories)]
         made, failures = self._make(scans, reserved=set())
+        for name, failure in self._unused_tables(made, failures).items():
+            log.warning("%s: %s", name, failure.reason)
+            failures[name] = failure
         self._publish(made, failures)  # listed at once; each says "starting" until it runs
         self._starting = asyncio.get_running_loop().create_task(self._first_start(made))
         done, _ = await asyncio.wait({self._starting}, timeout=grace)
@@ -90,6 +93,7 @@ class Roster:
         failures.update(failed)
         order = {scan.path: index for index, scan in enumerate(scans)}
         running = sorted(kept + started, key=lambda s: order.get(s.path, len(order)))
+        failures.update(self._unused_tables(running, failures))
         self._publish(running, failures)
         for loaded in kept:  # the loader has logged why
             log.warning("%s: kept running the old code", loaded.name)
@@ -199,6 +203,14 @@ class Roster:
             for stream in list(loaded.streams):  # it would go on sending from old code
                 stream.end(f"{loaded.name} is {why}")
             await stop_service(loaded.instance, timeout=self.hook_timeout, executor=self.executor)
+
+    def _unused_tables(self, made, failures):
+        """A [service.NAME] table naming no service is a mistake: a typo, or a
+        service that is not installed.  It shows with the failures."""
+        known = {loaded.name for loaded in made} | failures.keys()
+        return {name: Failure(None, f"has a [service.{name}] table in the config, but no "
+                                    "service of that name is loaded")
+                for name in self.options.keys() - known}
 
     def _publish(self, running, failures):
         self.catalog = Catalog(running, self.builtin_commands, failures, UNLISTED)

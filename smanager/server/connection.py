@@ -185,6 +185,8 @@ class Connection(asyncio.BufferedProtocol):
             self.pipeline.advance()  # lines before the Ctrl-C run, as if read on their own
             self.pipeline.interrupt(errors.INTERRUPTED)
         elif event is framing.OVERFLOW:
+            self.server.oversized_lines.warn(
+                f"{self.peer.address} sent more than {self.framer.max_line} bytes")
             self.pipeline.stop_with(errors.line_too_long(self.framer.max_line))
         elif type(event) is framing.TelnetAnswer and not self.transport.is_closing():
             self.transport.write(event)

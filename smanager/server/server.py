@@ -11,6 +11,7 @@ import asyncio
 import logging
 import signal
 import ssl
+from pathlib import Path
 
 from ..auth.access import Access
 from ..auth.audit import Audit
@@ -34,10 +35,14 @@ class Server:
         self.audit = None  # opened by start()
         self.tls_context = None  # set by start() when the TCP listener speaks TLS
         self._handshakes = set()  # TLS handshakes under way
+        self.refused_handshakes = limits.Throttled("refused %d TLS handshake(s); the latest: %s")
+        self.oversized_lines = limits.Throttled(
+            "closed %d connection(s) for a line too long; the latest: %s")
         self.manager = manager or Manager(
             config.service_dirs, command_timeout=config.command_timeout,
             hook_timeout=config.shutdown_timeout, options=config.service,
             access=_access(config), backoff_max=config.login_backoff_max)
+        self.manager.server_facts = self.facts  # what `status` adds about the server
         self.connections = set()
         self.shutting_down = False
         self._listeners = []
@@ -50,6 +55,16 @@ class Server:
     def address(self):
         """(host, port) actually listened on; the port is real even if 0 was asked."""
         return self._listeners[0].sockets[0].getsockname()[:2]
+
+    def facts(self):
+        """Where it listens and how many are connected, for ``status``."""
+        config, listening = self.config, []
+        if config.tcp and self._listeners:
+            listening.append(f"{format_address(*self.address)} ({_speaks(config)})")
+        if config.unix_socket:
+            listening.append(f"{config.unix_socket} (Unix socket)")
+        return {"listening": listening, "connections": len(self.connections),
+                "max_connections": config.max_connections}
 
     def forget(self, connection):
         self.connections.discard(connection)
@@ -68,6 +83,11 @@ class Server:
         config = self.config
         if not config.tcp and not config.unix_socket:
             raise ConfigError("nothing to listen on: --no-tcp needs --unix-socket PATH")
+        for directory in map(Path, config.services):
+            if not directory.is_dir():
+                raise ConfigError(f"--services {directory}: " + (
+                    "a file, not a directory of services" if directory.exists()
+                    else "no such directory"))
         if config.tls_key and not config.tls_cert:
             raise ConfigError("--tls-key needs --tls-cert (the certificate)")
         if config.tls_cert and not config.tls_key:
@@ -110,7 +130,7 @@ class Server:
             await listener.start_serving()
         self._sweeper = loop.create_task(limits.sweep(self, config))
         if config.tcp:
-            log.info("listening on %s", format_address(*self.address))
+            log.info("listening on %s (%s)", format_address(*self.address), _speaks(config))
         if config.unix_socket:
             log.info("listening on Unix socket %s", config.unix_socket)
 
@@ -133,7 +153,9 @@ class Server:
             connection.release()  # asyncio may call no connection_lost for it
             if not isinstance(exc, (OSError, TimeoutError)):
                 raise  # cancelled by shutdown, or a bug for the log
-            log.debug("TLS handshake failed: %s", exc)
+            peername = transport.get_extra_info("peername")
+            where = format_address(*peername[:2]) if isinstance(peername, tuple) else "?"
+            self.refused_handshakes.warn(f"{where}: {_why_refused(exc)}")
             return
         # From a plain callback: begin() may answer lines that came with the
         # handshake, and a command's task cannot start eagerly inside this task.
@@ -204,6 +226,26 @@ class Server:
 
     async def __aexit__(self, *exc_info):
         await self.shutdown()
+
+
+def _speaks(config):
+    """What the TCP listener speaks, for the line that says where it listens."""
+    if not config.tls_cert:
+        return "plain TCP"
+    return "TLS, client certificates required" if config.tls_client_ca else "TLS"
+
+
+def _why_refused(exc):
+    """A failed TLS handshake, as OpenSSL or the clock saw it."""
+    if isinstance(exc, TimeoutError):
+        return f"no handshake within {HANDSHAKE_TIMEOUT:g} s"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"client certificate refused: {exc.verify_message}"
+    if isinstance(exc, ssl.SSLError):
+        return (exc.reason or str(exc)).replace("_", " ").lower()
+    if isinstance(exc, ConnectionError):
+        return "the client went away"
+    return exc.strerror or str(exc)
 
 
 def _tls_context(config):

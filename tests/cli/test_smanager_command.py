@@ -1,6 +1,7 @@
 """``python -m smanager`` as a user runs it: flags, config file, exit status, signals,
 and how it refuses an unsafe or empty setup."""
 
+import logging
 import os
 import shutil
 import signal
@@ -11,7 +12,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from helpers import FIXTURE_SERVICES, ROOT, SEP, TIMEOUT, fixture_source
+from helpers import FIXTURE_SERVICES, ROOT, SEP, TIMEOUT, ask_core, fixture_source, started_manager
 
 from smanager.cli.main import make_config
 from smanager.config import Config, bundled_services_dir
@@ -254,3 +255,45 @@ def test_idle_worker_threads_do_not_count_as_hung_commands(server_process):
     assert server.process.wait(TIMEOUT) == 0
     server.stop()
     assert not any("abandoning" in line for line in server.log)
+
+
+def test_paths_in_the_config_file_are_relative_to_it(tmp_path, monkeypatch):
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "smanager.toml").write_text(textwrap.dedent("""
+        users_file = "users"
+        audit_log = "-"
+        [service.scrapman]
+        capture_dir = "captures"
+        interval = 5
+        [service.proc.programs.web]
+        env_file = "web.env"
+        command = "relative/but/not/a/path"
+    """))
+    monkeypatch.chdir(tmp_path)  # started from elsewhere
+    config = make_config(["--config", "etc/smanager.toml"])
+    etc = (tmp_path / "etc").resolve()
+    assert config.users_file == str(etc / "users") and config.audit_log == "-"
+    assert config.service["scrapman"] == {"capture_dir": str(etc / "captures"), "interval": 5}
+    assert config.service["proc"]["programs"]["web"] == {
+        "env_file": str(etc / "web.env"), "command": "relative/but/not/a/path"}
+
+
+@pytest.mark.parametrize("make, problem", [
+    (lambda path: None, "no such directory"),
+    (lambda path: path.write_text("x = 1\n"), "a file, not a directory of services"),
+])
+def test_services_naming_no_directory_refuses_to_start(tmp_path, make, problem):
+    target = tmp_path / "svc"
+    make(target)
+    result = run_cli("--port", "0", "--services", str(target))
+    assert result.returncode == 2
+    assert result.stderr == f"smanager: error: --services {target}: {problem}\n"
+
+
+async def test_a_config_table_for_no_service_is_a_warning_and_a_failure_in_help(caplog):
+    caplog.set_level(logging.WARNING, "smanager.roster")
+    async with started_manager(options={"scrapmann": {"interval": 5}}) as manager:
+        assert ("Failed to load:\n    scrapmann: has a [service.scrapmann] table in the config, "
+                "but no service of that name is loaded\n") in await ask_core(manager, "help")
+    assert any("scrapmann: has a [service.scrapmann] table" in r.getMessage()
+               for r in caplog.records)

@@ -75,7 +75,8 @@ def test_the_admin_subcommand_finds_the_file_in_the_config(tmp_path):
     config = tmp_path / "smanager.toml"
     config.write_text('users_file = "people"\n')
     args = users_cli.build_parser().parse_args(["--config", str(config), "list"])
-    assert users_cli.users_file(args) == "people"
+    # Relative to the config file, as every path in it is.
+    assert users_cli.users_file(args) == str((tmp_path / "people").resolve())
     out = io.StringIO()
     users_cli.run(args, make_users(tmp_path / "people", dave="read"), out)
     assert out.getvalue() == "dave read\n"
