@@ -64,7 +64,7 @@ class Builtins:
         service's file and its latest failed command (or why it is not
         running).
         """
-        return status.report(self.manager, full=session.level is Level.ADMIN)
+        return status.report(self.manager, session)
 
     @level("admin")
     async def cmd_restart(self, service=None, *, session):

@@ -82,7 +82,8 @@ def command_from_function(name, function, toplevel=False):
     except (NameError, TypeError, ValueError):
         signature = inspect.signature(function)
     positional, keyword_only, rest, wants_session, extra = [], [], None, False, False
-    for param in list(signature.parameters.values())[1:]:  # skip self
+    parameters = list(signature.parameters.values())
+    for param in parameters[1:]:  # skip self
         if param.name == SESSION_PARAMETER:
             wants_session = True
             continue
@@ -99,7 +100,8 @@ def command_from_function(name, function, toplevel=False):
     return Command(name, function, kind, toplevel, inspect.cleandoc(function.__doc__ or ""),
                    tuple(positional), tuple(keyword_only), rest, wants_session,
                    frozenset(getattr(function, "filtered_params", ())),
-                   _level_of(function), extra)
+                   _level_of(function), extra,
+                   frozenset({parameters[0].name if parameters else "self", SESSION_PARAMETER}))
 
 
 def _level_of(function):

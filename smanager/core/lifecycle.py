@@ -45,8 +45,11 @@ async def start_service(service, *, timeout, executor=None):
     service._change_state(State.STARTING)
     try:
         await call_hook(service, "start", timeout=timeout, executor=executor)
-    except errors.SERVICE_FAILURES as exc:  # any failure of service code is reported
+    except (*errors.SERVICE_FAILURES, asyncio.CancelledError) as exc:  # a failure is a report
+        if isinstance(exc, asyncio.CancelledError) and asyncio.current_task().cancelling():
+            raise  # the server is stopping us, not the service failing
         reason = ("start() timed out" if isinstance(exc, TimeoutError)
+                  else "start() was cancelled" if isinstance(exc, asyncio.CancelledError)
                   else describe_exception(exc))
         log.error("%s failed to start: %s", label, reason, exc_info=True)
         service._change_state(State.FAILED)

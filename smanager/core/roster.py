@@ -51,15 +51,12 @@ class Roster:
         self._starting = asyncio.get_running_loop().create_task(self._first_start(made))
         done, _ = await asyncio.wait({self._starting}, timeout=grace)
         if not done:
-            slow = [s.name for s in made if s.instance.state is not State.RUNNING]
+            slow = [s.name for s in made if s.instance.state is State.STARTING]
             log.warning("still starting after %g s: %s; accepting connections meanwhile",
                         grace, " ".join(slow))
 
     async def _first_start(self, made):
-        started, failed = await self._start_all(made)
-        if failed:
-            self._publish([s for s in self.catalog.services.values() if s.name not in failed],
-                          {**self.catalog.failures, **failed})
+        started, _ = await self._start_all(made, publish=True)
         log.info("services running: %s", " ".join(s.name for s in started) or "none")
 
     async def _settled(self):
@@ -108,6 +105,8 @@ class Roster:
         if current is None and failure is None:
             raise errors.CommandError(f"no service named {errors.shown(name)} (try 'help')")
         path = current.path if current else failure.path
+        if path is None:  # not a service at all: a [service.NAME] table naming none
+            raise errors.CommandError(f"{name} {failure.reason}; there is nothing to restart")
         scan = import_file(path)
         if scan.error and current is not None:
             log.warning("%s: kept running the old code", name)  # the loader has logged why
@@ -176,17 +175,28 @@ class Roster:
             return None
         return Loaded.wrap(name, instance, commands, path)
 
-    async def _start_all(self, made):
-        """Start services at once; returns (started, {name: Failure} of the rest)."""
+    async def _start_all(self, made, publish=False):
+        """Start services at once; returns (started, {name: Failure} of the rest).
+        With ``publish`` (they are in the catalog already), each failure leaves
+        the catalog as it happens."""
+        failed = {}
+
+        async def start(loaded):
+            reason = await self._start(loaded)
+            if reason is None:
+                return
+            failed[loaded.name] = failure = Failure(loaded.path, f"failed to start: {reason}")
+            if publish:
+                self._publish([s for s in self.catalog.services.values() if s is not loaded],
+                              {**self.catalog.failures, loaded.name: failure})
+
         # Most services have no start(): they start at once, without a task each.
-        at_once = [loaded for loaded in made if not overrides(loaded.instance, "start")]
-        hooked = [loaded for loaded in made if overrides(loaded.instance, "start")]
-        reasons = {loaded: await self._start(loaded) for loaded in at_once}
-        reasons.update(zip(hooked, await asyncio.gather(*map(self._start, hooked))))
-        started = [loaded for loaded in made if reasons[loaded] is None]
-        failed = {loaded.name: Failure(loaded.path, f"failed to start: {reasons[loaded]}")
-                  for loaded in made if reasons[loaded] is not None}
-        return started, failed
+        for loaded in made:
+            if not overrides(loaded.instance, "start"):
+                await start(loaded)
+        await asyncio.gather(*(start(loaded) for loaded in made
+                               if overrides(loaded.instance, "start")))
+        return [loaded for loaded in made if loaded.name not in failed], failed
 
     async def _start(self, loaded):
         """Start one service; None, or why it failed (it is stopped again)."""

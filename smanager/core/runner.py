@@ -46,16 +46,17 @@ class Stream:
     """The chunks of a streaming command, as produced; ``error`` is set if it
     failed, or if its service stopped it (see end())."""
 
-    def __init__(self, generator, timeout, label, service=None):
+    def __init__(self, generator, timeout, label, service=None, secret=False):
         self._generator = generator
         self.timeout = timeout
         self.label = label
+        self.secret = secret  # its command takes secrets: see _failure
         self.error = None
         self._ended = None  # why end() was called
         self._waiting = None  # the task waiting in __anext__ for the next chunk
-        self._service = service  # whose ``streams`` it is in until it closes
-        if service is not None:
-            service.streams.add(self)
+        # Its service's ``streams`` hold it from its first chunk until it closes (a
+        # stream dropped before it began, by Ctrl-C or a lost client, is never there).
+        self._service = service
 
     def __aiter__(self):
         return self
@@ -71,6 +72,12 @@ class Stream:
     async def __anext__(self):
         if self._generator is None:
             raise StopAsyncIteration
+        service = self._service
+        if service is not None and self not in service.streams:  # its first chunk
+            state = service.instance._state
+            if state is not _RUNNING:  # stopped while the stream waited its turn
+                self._ended = f"{service.name} is {state.value}"
+            service.streams.add(self)
         if self._ended is not None:
             await self._stop(f"{self.label} ended: {self._ended}")
         self._waiting = asyncio.current_task()
@@ -85,7 +92,8 @@ class Stream:
                 asyncio.current_task().uncancel()  # end() cancelled it: not the client
                 await self._stop(f"{self.label} ended: {self._ended}")
             _reraise_real_cancellation(exc)
-            await self._stop(_failure(exc, deadline, self.label, self.timeout, self._service))
+            await self._stop(_failure(exc, deadline, self.label, self.timeout, self._service,
+                                      self.secret))
         finally:
             self._waiting = None
         return value
@@ -162,18 +170,23 @@ class Runner:
             return Outcome(error=errors.not_running(service.name, instance._state.value))
         kind = command.kind
         if kind is _ASYNC:
-            coroutine = call.invoke()
             try:
+                coroutine = call.invoke()  # (a call its signature refuses raises here)
                 waiting_on = coroutine.send(None)  # its first step, at once (see eager.py)
             except StopIteration as done:
                 value = done.value
                 return value if type(value) is Outcome else Outcome(value)
             except _CAUGHT as exc:  # nothing cancels a first step: a CancelledError is its own
-                return Outcome(error=_failure(exc, None, call.label, None, service))
+                return Outcome(error=_failure(exc, None, call.label, None, service, command.secret))
             return self._resumed(coroutine, waiting_on, call)
         if kind is Kind.BLOCKING:
             return self._in_thread(call.invoke, call)
-        return Outcome(stream=Stream(call.invoke(), self._timeout(call), call.label, service))
+        try:
+            generator = call.invoke()
+        except _CAUGHT as exc:
+            return Outcome(error=_failure(exc, None, call.label, None, service, command.secret))
+        return Outcome(stream=Stream(generator, self._timeout(call), call.label, service,
+                                     bool(command.secret)))
 
     async def _resumed(self, coroutine, waiting_on, call):
         deadline, timeout = None, self._timeout(call)
@@ -182,7 +195,8 @@ class Runner:
                 value = await eager.resume(coroutine, waiting_on)
         except _CAUGHT as exc:  # every failure is a reply
             _reraise_real_cancellation(exc)
-            return Outcome(error=_failure(exc, deadline, call.label, timeout, call.service))
+            return Outcome(error=_failure(exc, deadline, call.label, timeout, call.service,
+                                          call.command.secret))
         return _as_outcome(value)
 
     async def _in_thread(self, function, call):
@@ -215,7 +229,8 @@ class Runner:
             _reraise_real_cancellation(exc)
             if waiting and deadline.expired():
                 return Outcome(error=errors.busy(call.label, timeout))
-            return Outcome(error=_failure(exc, deadline, call.label, timeout, call.service))
+            return Outcome(error=_failure(exc, deadline, call.label, timeout, call.service,
+                                          call.command.secret))
         return _as_outcome(value)
 
 
@@ -242,8 +257,9 @@ def _thread_done(turn, future):
         future.exception()  # retrieved here, so an abandoned failure is not reported twice
 
 
-def _failure(exc, deadline, label, timeout, service=None):
-    """A command's failure as its error line; its service keeps the last one (status)."""
+def _failure(exc, deadline, label, timeout, service=None, secret=False):
+    """A command's failure as its error line; its service keeps the last one for
+    status, without its text if the command takes secrets (it may quote one)."""
     if isinstance(exc, TimeoutError) and deadline is not None and deadline.expired():
         error = errors.timed_out(label, timeout)
     else:
@@ -251,5 +267,5 @@ def _failure(exc, deadline, label, timeout, service=None):
             log.error("%s raised", label, exc_info=exc)
         error = errors.failed(label, exc)
     if service is not None:
-        service.last_error = (time.time(), errors.one_line(error))
+        service.last_error = (time.time(), f"{label} failed" if secret else errors.one_line(error))
     return error

@@ -8,7 +8,8 @@
 3. A word ``name=value`` whose name is not a parameter is a mistake, reported
    with the parameters the command takes (a name that differs only in case
    is named as the likely one) -- unless the command takes ``**kwargs``
-   (the pair goes there, as text) or ``*args`` (the word is text, for it).
+   (the pair goes there, as text; never as ``self`` or ``session``) or
+   ``*args`` (the word is text, for it).
    A word is always plain text if its part before ``=`` is not an identifier
    (a URL, ``a-b=1``), if it ends in ``=`` (base64 padding), or if the
    command has secret parameters (a password may contain ``=``, and no
@@ -94,6 +95,7 @@ class Command:
     secret: frozenset = frozenset()  # parameter names from @filtered
     level: levels.Level = levels.DEFAULT  # the level a connection needs to run it
     extra: bool = False  # it takes **kwargs: any other name=value goes there
+    reserved: frozenset = frozenset({"self", "session"})  # never filled from a request
 
     @property
     def summary(self):
@@ -155,13 +157,14 @@ class Command:
         param = self._by_name(key)
         if param is not None:
             return "named", param
-        likely = [] if self.secret else [p.name for p in self._params()
-                                         if p.name.lower() == key.lower()]
+        if self.secret or word.endswith("="):  # rule 3: never guess at a secret
+            return "loose", None
+        likely = [p.name for p in self._params() if p.name.lower() == key.lower()]
         if likely:
             raise ArgumentError(f"unknown parameter {shown(key)} (did you mean {likely[0]}?)")
-        if self.extra:
+        if self.extra and key not in self.reserved:
             return "extra", None
-        if self.rest is not None or self.secret or word.endswith("="):
+        if self.rest is not None:
             return "loose", None
         names = ", ".join(p.name for p in self._params()) or "none"
         raise ArgumentError(f"unknown parameter {shown(key)} (it takes: {names})")

@@ -7,6 +7,7 @@ how it last failed are for admin eyes only, as failures in help are.
 import time
 
 from .. import __version__
+from ..auth.levels import Level
 
 
 def when(seconds):
@@ -16,11 +17,15 @@ def when(seconds):
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
-def report(manager, full):
-    """The status as a dict: text mode shows it as JSON, JSON mode keeps it."""
-    catalog = manager.catalog
+def report(manager, peer):
+    """The status as a dict (text mode shows it as JSON, JSON mode keeps it),
+    listing the services this connection may see in help."""
+    catalog, full = manager.catalog, peer.level is Level.ADMIN
+    visible = manager.access.view(catalog, peer).services
     services = {}
     for name, loaded in catalog.services.items():
+        if name not in visible:
+            continue
         entry = {"state": loaded.instance.state.value, "since": when(loaded.started)}
         if full:
             error = loaded.last_error

@@ -1,6 +1,7 @@
 """The cmd_/toplevel_cmd_ conventions and argument binding (no sockets)."""
 
 import pytest
+from helpers import FIXTURES, SEP, ask_core, run_line, started_manager
 
 from smanager import SService, filtered
 from smanager.core.commands import Kind, commands_of
@@ -208,3 +209,22 @@ def test_a_command_taking_kwargs_gets_unknown_names_there():
 def test_an_unknown_name_masks_the_whole_line_in_the_audit():
     # It does not bind, so nobody can tell where a secret went.
     assert DIRSIZE["size"].filtered(["extra=s3cret"], "FILTERED") == ["FILTERED"]
+
+
+async def test_a_call_its_signature_refuses_is_an_error_reply_not_a_dropped_connection():
+    async with started_manager(FIXTURES / "odd_signatures") as manager:
+        assert (await ask_core(manager, "odd only a=1")).startswith(
+            "ERROR: odd only failed: TypeError: ")
+        assert (await ask_core(manager, "odd lines n=2")).startswith(
+            "ERROR: odd lines failed: TypeError: ")
+        assert await ask_core(manager, "odd tag self=1") == (
+            "ERROR: unknown parameter 'self' (it takes: none); usage: odd tag [NAME=VALUE...]\n"
+            + SEP)
+
+
+async def test_a_secret_beside_kwargs_still_fills_its_parameter():
+    async with started_manager(FIXTURES / "odd_signatures") as manager:
+        outcome = await run_line(manager, "odd unlock alice se=cret")
+        assert outcome.value == {"user": "alice", "password": "se=cret", "more": {}}
+        command = manager.catalog.services["odd"].commands["unlock"]
+        assert command.filtered(["alice", "se=cret"], "F") == ["alice", "F"]

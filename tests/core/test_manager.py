@@ -161,3 +161,12 @@ async def test_mode_is_a_command_with_help_and_a_clear_error():
         assert (await ask_core(manager, "help mode")).startswith(
             "mode MODE\n    switch this connection's replies between text and JSON\n")
         assert "mode" not in await ask_core(manager, "help -s")  # the seed's layout stays
+
+
+async def test_a_stream_is_held_by_its_service_only_while_it_runs(manager):
+    streams = manager.catalog.services["testsvc"].streams
+    outcome = await run_line(manager, "testsvc count 2")
+    assert streams == set()  # dropped before its first chunk (Ctrl-C, a lost client): no trace
+    chunks = outcome.stream.__aiter__()
+    assert await anext(chunks) == 1 and streams == {outcome.stream}
+    assert [chunk async for chunk in chunks] == [2] and streams == set()

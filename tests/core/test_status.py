@@ -6,6 +6,7 @@ import json
 from helpers import FIXTURE_SERVICES, FIXTURES, ask_core, make_users, started_manager
 
 from smanager.auth.access import Access
+from smanager.config import bundled_services_dir
 from smanager.auth.peer import Peer
 
 
@@ -37,16 +38,24 @@ async def test_status_keeps_the_latest_failed_command_of_a_service():
         assert error.endswith("Z testsvc fail failed: RuntimeError: kaput second line")
 
 
-async def test_a_read_level_user_sees_states_but_no_files_or_errors(tmp_path):
+async def test_a_read_level_user_sees_what_help_shows_them_and_no_files_or_errors(tmp_path):
     access = Access(make_users(tmp_path / "users", carol="read"))
-    async with started_manager(FIXTURE_SERVICES, FIXTURES / "start_fails",
-                               access=access) as manager:
+    async with started_manager(bundled_services_dir(), FIXTURE_SERVICES,
+                               FIXTURES / "start_fails", access=access) as manager:
         carol = Peer("test:1", "test")
         carol.login = "carol"
         access.greet(carol)
         report = status_of(await ask_core(manager, "status", carol))
-        assert report["services"]["testsvc"].keys() == {"state", "since"}
-        assert "sulky" not in report["services"]
+        shown = (await ask_core(manager, "help -s", carol)).split("\n")[1].split()[1:]
+        assert sorted(report["services"]) == sorted(shown) == ["scrapman", "systemstatus"]
+        assert report["services"]["systemstatus"].keys() == {"state", "since"}
+
+
+async def test_restart_of_a_config_table_naming_no_service_says_there_is_nothing_to_restart():
+    async with started_manager(options={"scrapmann": {}}) as manager:
+        assert await ask_core(manager, "restart scrapmann") == (
+            "ERROR: scrapmann has a [service.scrapmann] table in the config, but no service of "
+            "that name is loaded; there is nothing to restart\n" + "-" * 50 + "\n")
 
 
 async def test_status_stays_out_of_the_seeds_help_listing():
@@ -54,3 +63,10 @@ async def test_status_stays_out_of_the_seeds_help_listing():
         assert "COMMANDS: help kill restart\n" in await ask_core(manager, "help -s")
         assert "    status:" not in await ask_core(manager, "help")
         assert (await ask_core(manager, "help status")).startswith("status\n")
+
+
+async def test_the_latest_failure_of_a_command_taking_secrets_keeps_its_text_out():
+    async with started_manager(FIXTURES / "odd_signatures") as manager:
+        assert await ask_core(manager, "odd check 4711") == "ERROR: wrong pin 4711\n" + "-" * 50 + "\n"
+        error = status_of(await ask_core(manager, "status"))["services"]["odd"]["last_error"]
+        assert error.endswith("Z odd check failed") and "4711" not in error

@@ -246,3 +246,25 @@ async def test_the_server_listens_while_a_slow_service_is_still_starting():
         assert await until(lambda: slow.state is State.RUNNING)
         assert await client.ask("slow ping", QUICK) == "pong\n" + SEP
         await client.close()
+
+
+async def test_a_start_that_fails_late_says_so_at_once_while_others_still_start():
+    fail_gate, slow_gate = asyncio.Event(), asyncio.Event()
+    settings = {"services": [str(FIXTURES / "start_trouble")], "no_default_services": True,
+                "service": {"failslow": {"gate": fail_gate}, "slowpoke": {"gate": slow_gate}}}
+    async with running_server(**settings) as server:
+        client = await LineClient.connect(server.address[1])
+        # A start() that raises a CancelledError of its own is its failure, not a hang.
+        assert await client.ask("cancelled x", QUICK) == (
+            "ERROR: cancelled failed to start: start() was cancelled\n" + SEP)
+        fail_gate.set()
+        assert await until(lambda: "failslow" in server.manager.catalog.failures)
+        assert await client.ask("failslow x", QUICK) == (
+            "ERROR: failslow failed to start: RuntimeError: the disk is full\n" + SEP)
+        assert await client.ask("slowpoke ping", QUICK) == (
+            "ERROR: slowpoke is still starting; try again in a moment\n" + SEP)
+        slow_gate.set()
+        assert await until(lambda: server.manager.catalog.services["slowpoke"].instance.state
+                           is State.RUNNING)
+        assert await client.ask("slowpoke ping", QUICK) == "pong\n" + SEP
+        await client.close()
