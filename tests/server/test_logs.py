@@ -62,14 +62,15 @@ async def test_a_client_without_a_certificate_is_logged_as_refused(caplog, pki):
 async def test_a_flood_of_long_lines_is_one_log_line(caplog):
     caplog.set_level(logging.WARNING, "smanager.limits")
     async with running_server(max_line=100) as server:
-        for _ in range(5):
+        for _ in range(10):
             client = await LineClient.connect(server.address[1])
             await client.send(b"x" * 200 + b"\n")
             assert (await client.read_all()).startswith(b"ERROR: line longer than 100 bytes")
             await client.close()
     flood = [m for m in messages(caplog) if "for a line too long" in m]
-    assert len(flood) == 1 and flood[0].startswith("closed 1 connection(s) for a line too long;"
-                                                   " the latest: 127.0.0.1:")
+    assert 1 <= len(flood) < 10  # one a second at most, however slow the machine
+    assert flood[0].startswith("closed 1 connection(s) for a line too long; the latest: "
+                               "127.0.0.1:")
     assert flood[0].endswith("sent more than 100 bytes")
 
 
