@@ -155,7 +155,7 @@ def read_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-    base = path.resolve().parent
+    base = path.absolute().parent  # as named: a symlinked file keeps its own place
     for key in PATH_SETTINGS & settings.keys():
         settings[key] = _anchored(base, settings[key])
     if isinstance(settings.get("service"), dict):
