@@ -202,7 +202,7 @@ class Runner:
     async def _in_thread(self, function, call):
         turn = call.service and call.service.turn
         if turn is not None and turn.left is not None:  # a thread left running has it
-            return Outcome(error=errors.still_busy(call.service.name, turn.holder, turn.left,
+            return Outcome(error=errors.still_busy(call.service.name, turn.holder.label, turn.left,
                                                    turn.running_for()))
         timeout = self._timeout(call)
         deadline, waiting, future = None, False, None
@@ -212,7 +212,7 @@ class Runner:
                     waiting = True
                     await turn.lock.acquire()
                     waiting = False
-                    turn.taken(call.label)
+                    turn.taken(call)
                 try:
                     future = asyncio.get_running_loop().run_in_executor(self.executor, function)
                 except BaseException:

@@ -13,12 +13,12 @@ import time
 class Turn:
     def __init__(self):
         self.lock = asyncio.Lock()
-        self.holder = None  # the label of the command holding the turn
+        self.holder = None  # the Call holding the turn (its label is worked out only if asked)
         self.since = 0.0  # when it took it (monotonic)
         self.left = None  # "interrupted" or "timed out": its caller stopped waiting
 
-    def taken(self, label):
-        self.holder, self.since, self.left = label, time.monotonic(), None
+    def taken(self, call):
+        self.holder, self.since, self.left = call, time.monotonic(), None
 
     def release(self):
         self.holder, self.left = None, None
