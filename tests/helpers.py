@@ -681,3 +681,8 @@ def make_users(path, **levels_by_name):
                                        passwords.Verifier.for_password(f"{name}-pw", FAST))
                       for name, level in levels_by_name.items()})
     return str(path)
+
+
+# What a users file the server cannot use is told (auth/users.py), as tests expect it.
+MISSING = "it does not exist; 'smanager users add NAME' creates it"
+NOBODY = "it names no users; 'smanager users add NAME' adds one"

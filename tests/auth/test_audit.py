@@ -88,10 +88,10 @@ async def test_each_command_is_one_line_with_its_outcome(tmp_path):
     assert "hunter2" not in trail.read_text() and "t1" not in trail.read_text()
 
 
-async def test_the_trail_rotates_by_size(tmp_path):
-    trail = tmp_path / "audit.log"
+async def forty_commands(trail, backups):
+    """Forty commands through a server whose trail rotates at 400 bytes."""
     async with running_server(audit_log=str(trail), audit_log_max_bytes=400,
-                              audit_log_backups=2) as server:
+                              audit_log_backups=backups) as server:
         client = await LineClient.connect(server.address[1])
         try:
             await client.send("testsvc add 1 1\n" * 40)
@@ -99,6 +99,10 @@ async def test_the_trail_rotates_by_size(tmp_path):
                 await client.reply()
         finally:
             await client.close()
+
+
+async def test_the_trail_rotates_by_size(tmp_path):
+    await forty_commands(tmp_path / "audit.log", backups=2)
     files = sorted(path.name for path in tmp_path.iterdir())
     assert files == ["audit.log", "audit.log.1", "audit.log.2"]
     assert all((tmp_path / name).stat().st_size <= 400 for name in files)
@@ -244,15 +248,7 @@ async def test_no_backups_still_bounds_the_trail(tmp_path):
     configuration or truncate the file at the limit."""
     trail = tmp_path / "audit.log"
     try:
-        async with running_server(audit_log=str(trail), audit_log_max_bytes=400,
-                                  audit_log_backups=0) as server:
-            client = await LineClient.connect(server.address[1])
-            try:
-                await client.send("testsvc add 1 1\n" * 40)
-                for _ in range(40):
-                    await client.reply()
-            finally:
-                await client.close()
+        await forty_commands(trail, backups=0)
     except ConfigError:
         return  # refusing the setting is a fix too
     assert trail.stat().st_size <= 400, f"{trail.stat().st_size} bytes with a 400-byte limit"

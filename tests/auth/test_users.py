@@ -5,7 +5,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from helpers import make_users
+from helpers import MISSING, NOBODY, make_users
 
 from smanager.auth import users
 from smanager.auth.levels import Level
@@ -54,8 +54,6 @@ def test_the_server_sees_a_changed_file_and_keeps_the_last_good_one(tmp_path, us
     assert "keeping the users read before" in caplog.text
 
 
-MISSING = "it does not exist; 'smanager users add NAME' creates it"
-NOBODY = "it names no users; 'smanager users add NAME' adds one"
 
 
 @pytest.mark.parametrize(("make", "message"), [

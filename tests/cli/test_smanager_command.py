@@ -12,7 +12,17 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from helpers import FIXTURE_SERVICES, ROOT, SEP, TIMEOUT, ask_core, fixture_source, started_manager
+from helpers import (
+    FIXTURE_SERVICES,
+    MISSING,
+    NOBODY,
+    ROOT,
+    SEP,
+    TIMEOUT,
+    ask_core,
+    fixture_source,
+    started_manager,
+)
 
 from smanager.cli.main import make_config
 from smanager.config import Config, bundled_services_dir
@@ -105,8 +115,6 @@ def test_the_cli_says_how_to_fix_an_unsafe_or_empty_setup(args, message):
     assert done.stderr.count("\n") == 1
 
 
-MISSING = "it does not exist; 'smanager users add NAME' creates it"
-NOBODY = "it names no users; 'smanager users add NAME' adds one"
 
 
 @pytest.mark.parametrize(("make", "message"), [
