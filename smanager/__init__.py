@@ -6,8 +6,9 @@ smanager.core.commands for the rules that turn its methods into commands.
 
 from .auth.levels import level
 from .core.commands import filtered
-from .service import Session, SService
+from .service import Session, SService, StartRefused
 from .wire.errors import CommandError
+from .wire.protocol import Shown
 
 __version__ = "0.1.0"
-__all__ = ["CommandError", "SService", "Session", "__version__", "filtered", "level"]
+__all__ = ["CommandError", "SService", "Session", "Shown", "StartRefused", "__version__", "filtered", "level"]

@@ -79,6 +79,7 @@ class Config:
     audit_log_max_bytes: int = 10 * 1024 * 1024  # rotate the file at this size...
     audit_log_backups: int = 5  # ...keeping this many old ones
     service: dict[str, dict] = field(default_factory=dict)  # [service.NAME] tables
+    config_file: str = ""  # the file these settings came from: set by --config, not by a file
 
     @property
     def service_dirs(self) -> list[Path]:
@@ -137,11 +138,12 @@ def _checked(key, value, kind):
 
 
 # Settings that name files or directories.  In a [service.NAME] table (and
-# the tables inside it), a key named so is one: dir, file, path, or ending in
-# _dir, _file or _path (capture_dir, env_file).
+# the tables inside it), a key named so is one: dir, file, path, cwd, or ending
+# in _dir, _file or _path (capture_dir, env_file).
 PATH_SETTINGS = frozenset({"services", "users_file", "audit_log", "tls_cert", "tls_key",
                            "tls_client_ca", "unix_socket"})
-_PATH_KEY = re.compile(r"(?:^|_)(?:dir|file|path)$")
+_PATH_KEY = re.compile(r"(?:^|_)(?:dir|file|path)$|^cwd$")
+_NOT_PATHS = frozenset({"env", "params"})  # tables of a program's own names and values
 
 
 def read_file(path: str | Path) -> dict[str, Any]:
@@ -155,26 +157,31 @@ def read_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    if "config_file" in settings:
+        raise ConfigError(f"{path}: config_file is not a setting (it is the file's own name)")
     base = path.absolute().parent  # as named: a symlinked file keeps its own place
     for key in PATH_SETTINGS & settings.keys():
         settings[key] = _anchored(base, settings[key])
     if isinstance(settings.get("service"), dict):
-        settings["service"] = _anchored_tables(base, settings["service"])
+        settings["service"] = anchored_table(base, settings["service"])
     return settings
 
 
-def _anchored_tables(base, table):
-    """A service's table with the values of its path keys made absolute."""
-    return {key: _anchored_tables(base, value) if isinstance(value, dict)
+def anchored_table(base: Path, table: Mapping[str, Any]) -> dict[str, Any]:
+    """A service's table with the values of its path keys made absolute
+    (relative ones are relative to ``base``, the directory of their file)."""
+    return {key: value if key in _NOT_PATHS
+            else anchored_table(base, value) if isinstance(value, dict)
             else _anchored(base, value) if _PATH_KEY.search(key) else value
             for key, value in table.items()}
 
 
 def _anchored(base, value):
     """A path (or a list of them) relative to ``base``; anything else as it is
-    ("-" is stderr, an absolute or ~ path stays)."""
+    ("-" is stderr; an absolute or ~ path stays, and so does one a template's
+    $parameter will give)."""
     if isinstance(value, list):
         return [_anchored(base, item) for item in value]
-    if not isinstance(value, str) or value in ("", "-") or value.startswith("~"):
+    if not isinstance(value, str) or value in ("", "-") or value.startswith(("~", "$")):
         return value
     return str(base / value)

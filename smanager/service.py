@@ -41,6 +41,10 @@ TRANSITIONS = {
 }
 
 
+class StartRefused(Exception):
+    """start() cannot go on safely, and the server must not run without it."""
+
+
 @dataclass(eq=False)
 class Session:
     """One client connection, as one service sees it.
@@ -73,14 +77,34 @@ class SService:
       name             -- the service's name (default: class name, lower-cased)
       concurrent       -- True lets its plain commands run at the same time
       command_timeout  -- seconds a command may take (default: server setting)
+      hook_timeout     -- seconds start() and stop() may each take (default:
+                          the server's shutdown_timeout); an instance may set
+                          it, e.g. from how long its own children may take
 
     ``self.options`` is this service's own copy of the ``[service.<name>]``
-    table of the server's config, already set when ``__init__`` runs.
+    table of the server's config, already set when ``__init__`` runs, and
+    ``self.config_file`` the file it came from (None without one), for a
+    service that re-reads its table on request.
+
+    ``self.restarting`` is True while stop() runs for ``restart``: a new
+    instance (maybe of new code) follows at once, so a service that holds
+    things outside the process (child programs) may leave them running for
+    it to take over, in ``self.kept``: a dict the server keeps for the
+    service across its restarts (and only for as long as the server runs).
+    Otherwise ``restarting`` is False: the server is stopping.
+
+    Raising StartRefused from start() on the server's first start stops the
+    server with that one line (exit status 2): for a setting that cannot be
+    honoured safely.  Any other exception only fails this service.
     """
 
     name: str | None = None
     concurrent: bool = False
     command_timeout: float | None = None
+    hook_timeout: float | None = None
+    config_file: str | None = None
+    restarting: bool = False
+    kept: dict[str, Any] = MappingProxyType({})  # the roster gives each instance the real one
     # Read-only and empty unless the server gives the instance its own table
     # (see smanager.core.roster), so no two services can share one by mistake.
     options: Mapping[str, Any] = MappingProxyType({})

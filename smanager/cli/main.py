@@ -15,6 +15,7 @@ import os
 import sys
 import threading
 import time
+from pathlib import Path
 
 from .. import __version__
 from ..config import (
@@ -108,6 +109,8 @@ def make_config(argv):
     flags = vars(build_parser().parse_args(argv))
     config_file = flags.pop("config", None)
     settings = read_file(config_file) if config_file else {}
+    if config_file:
+        flags["config_file"] = str(Path(config_file).absolute())
     return Config().updated(settings).updated(flags)
 
 

@@ -76,6 +76,7 @@ class Failure:
     path: Path | None
     reason: str
     whole_file: bool = False  # the file did not import, so no class is known
+    refused: bool = False  # start() raised StartRefused: the server must not run
 
 
 class Target(NamedTuple):

@@ -12,7 +12,7 @@ import asyncio
 import inspect
 import logging
 
-from ..service import SService, State
+from ..service import SService, StartRefused, State
 from ..wire import errors
 from ..wire.errors import describe_exception
 
@@ -24,12 +24,18 @@ def overrides(service, hook):
     return getattr(type(service), hook) is not getattr(SService, hook)
 
 
+class Refusal(str):
+    """Why a start failed, when the service raised StartRefused: the server
+    must not run without it."""
+
+
 async def call_hook(service, hook, *args, timeout, executor=None):
-    """Run one hook if overridden: async on the loop, plain in a worker thread."""
+    """Run one hook if overridden: async on the loop, plain in a worker thread.
+    A service's own hook_timeout, when it sets one, replaces ``timeout``."""
     if not overrides(service, hook):
         return
     function = getattr(service, hook)
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(service.hook_timeout or timeout):
         if inspect.iscoroutinefunction(function):
             await function(*args)
         else:
@@ -48,21 +54,27 @@ async def start_service(service, *, timeout, executor=None):
     except (*errors.SERVICE_FAILURES, asyncio.CancelledError) as exc:  # a failure is a report
         if isinstance(exc, asyncio.CancelledError) and asyncio.current_task().cancelling():
             raise  # the server is stopping us, not the service failing
-        reason = ("start() timed out" if isinstance(exc, TimeoutError)
-                  else "start() was cancelled" if isinstance(exc, asyncio.CancelledError)
-                  else describe_exception(exc))
-        log.error("%s failed to start: %s", label, reason, exc_info=True)
+        if isinstance(exc, StartRefused):
+            reason = Refusal(str(exc))
+            log.error("%s refused to start: %s", label, reason)
+        else:
+            reason = ("start() timed out" if isinstance(exc, TimeoutError)
+                      else "start() was cancelled" if isinstance(exc, asyncio.CancelledError)
+                      else describe_exception(exc))
+            log.error("%s failed to start: %s", label, reason, exc_info=True)
         service._change_state(State.FAILED)
         return reason
     service._change_state(State.RUNNING)
     return None
 
 
-async def stop_service(service, *, timeout, executor=None):
-    """Stop a service, whatever its hooks do; never raises."""
+async def stop_service(service, *, timeout, executor=None, restarting=False):
+    """Stop a service, whatever its hooks do; never raises.  ``restarting``:
+    a new instance takes over at once (see SService.restarting)."""
     label = type(service).__name__
     if service.state not in (State.RUNNING, State.FAILED):
         return
+    service.restarting = restarting
     service._change_state(State.STOPPING)
     for step in ("stop", "background", "cleanup"):
         try:

@@ -28,7 +28,7 @@ class Manager:
     """Executes requests against the services its Roster runs."""
 
     def __init__(self, directories, *, command_timeout=30.0, hook_timeout=10.0,
-                 options=None, executor=None, access=None, backoff_max=60.0):
+                 options=None, executor=None, access=None, backoff_max=60.0, config_file=None):
         self.hook_timeout = hook_timeout
         self.executor = executor or ThreadPoolExecutor(32, thread_name_prefix="smanager-cmd")
         self.runner = Runner(self.executor, command_timeout)
@@ -36,7 +36,8 @@ class Manager:
         self.logins = Logins(self.access, self.executor, backoff_max)
         self.builtins = Builtins(self)
         self.roster = Roster(directories, commands_of(Builtins), hook_timeout=hook_timeout,
-                             options=options or {}, executor=self.executor)
+                             options=options or {}, executor=self.executor,
+                             config_file=config_file)
         self.shutdown_requested = asyncio.Event()
         self.started = time.time()
         self._restart_lock = asyncio.Lock()

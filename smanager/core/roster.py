@@ -14,12 +14,13 @@ import asyncio
 import logging
 import time
 
+from ..config import ConfigError
 from ..service import State
 from ..wire import errors
 from .builtins import UNLISTED
 from .catalog import Catalog, Failure, Loaded
 from .commands import commands_of
-from .lifecycle import overrides, start_service, stop_service
+from .lifecycle import Refusal, overrides, start_service, stop_service
 from .loader import VALID_NAME, import_file, service_files, service_name
 
 log = logging.getLogger("smanager.roster")
@@ -29,8 +30,11 @@ START_GRACE = 1.0  # seconds start-up waits for slow start() hooks before listen
 class Roster:
     """Loads, starts, restarts and stops services; holds the current Catalog."""
 
-    def __init__(self, directories, builtin_commands, *, hook_timeout, options, executor):
+    def __init__(self, directories, builtin_commands, *, hook_timeout, options, executor,
+                 config_file=None):
         self.directories = list(directories)
+        self.config_file = config_file
+        self._kept = {}  # service name -> its SService.kept, across restarts
         self.builtin_commands = builtin_commands
         self.hook_timeout = hook_timeout
         self.options = options
@@ -50,6 +54,13 @@ class Roster:
         self._publish(made, failures)  # listed at once; each says "starting" until it runs
         self._starting = asyncio.get_running_loop().create_task(self._first_start(made))
         done, _ = await asyncio.wait({self._starting}, timeout=grace)
+        refused = [name for name, failure in self.catalog.failures.items() if failure.refused]
+        if refused:  # fail closed: the server must not run without these
+            reasons = [self.catalog.failures[name].reason.removeprefix("failed to start: ")
+                       for name in refused]
+            await self.stop()
+            raise ConfigError("; ".join(f"{name}: {reason}"
+                                        for name, reason in zip(refused, reasons)))
         if not done:
             slow = [s.name for s in made if s.instance.state is State.STARTING]
             log.warning("still starting after %g s: %s; accepting connections meanwhile",
@@ -167,6 +178,8 @@ class Roster:
             # options first, so __init__ can read its settings: its own copy
             instance = cls.__new__(cls)
             instance.options = dict(self.options.get(name, {}))
+            instance.config_file = self.config_file
+            instance.kept = self._kept.setdefault(name, {})
             instance.__init__()
             commands = commands_of(cls)
         except errors.SERVICE_FAILURES as exc:  # a broken service is a report
@@ -185,7 +198,8 @@ class Roster:
             reason = await self._start(loaded)
             if reason is None:
                 return
-            failed[loaded.name] = failure = Failure(loaded.path, f"failed to start: {reason}")
+            failed[loaded.name] = failure = Failure(loaded.path, f"failed to start: {reason}",
+                                                    refused=isinstance(reason, Refusal))
             if publish:
                 self._publish([s for s in self.catalog.services.values() if s is not loaded],
                               {**self.catalog.failures, loaded.name: failure})
@@ -212,7 +226,8 @@ class Roster:
         for loaded in reversed(services):
             for stream in list(loaded.streams):  # it would go on sending from old code
                 stream.end(f"{loaded.name} is {why}")
-            await stop_service(loaded.instance, timeout=self.hook_timeout, executor=self.executor)
+            await stop_service(loaded.instance, timeout=self.hook_timeout, executor=self.executor,
+                               restarting=why == "restarting")
 
     def _unused_tables(self, made, failures):
         """A [service.NAME] table naming no service is a mistake: a typo, or a

@@ -41,6 +41,7 @@ class Server:
         self.manager = manager or Manager(
             config.service_dirs, command_timeout=config.command_timeout,
             hook_timeout=config.shutdown_timeout, options=config.service,
+            config_file=config.config_file or None,
             access=_access(config), backoff_max=config.login_backoff_max)
         self.manager.server_facts = self.facts  # what `status` adds about the server
         self.connections = set()

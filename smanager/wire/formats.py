@@ -12,7 +12,8 @@ never containing a newline) and there is no separator:
 3. So every reply ends with exactly one line that has ``"ok"``.
 4. VALUE keeps the command's structure: a dict is an object, a list an array,
    a number a number, None null.  Text is what text mode would show, less its
-   final newline.  A value JSON cannot hold is sent as its text.
+   final newline.  A value JSON cannot hold is sent as its text.  A Shown
+   value sends its ``value`` here and its ``text`` in text mode.
 """
 
 import json
@@ -64,6 +65,8 @@ class Json:
 def _line(fixed, key, value):
     """One JSON line: the ``fixed`` fields, then ``key`` with the command's value."""
     obj = dict(fixed)
+    if isinstance(value, protocol.Shown):
+        value = value.value
     if isinstance(value, (str, bytes)):
         value = _as_text(value)
     obj[key] = value

@@ -80,6 +80,19 @@ class Preformatted(str):
     __slots__ = ()
 
 
+class Shown:
+    """A command's value together with the text people see: text mode sends
+    ``text`` (a table, say), JSON mode sends ``value`` (the rows as objects)."""
+
+    __slots__ = ("value", "text")
+
+    def __init__(self, value, text):
+        self.value, self.text = value, text
+
+    def __repr__(self):
+        return f"Shown({self.value!r}, {self.text!r})"
+
+
 def to_text(value):
     """What a command returned, as reply text ending in exactly one newline."""
     if type(value) is str:  # the common case, first
@@ -87,6 +100,8 @@ def to_text(value):
         return value + "\n" if value else ""
     if isinstance(value, Preformatted):
         return value
+    if isinstance(value, Shown):
+        return to_text(value.text)
     if value is None:
         return ""
     if isinstance(value, bytes):

@@ -25,7 +25,7 @@ from helpers import (
 )
 
 from smanager.cli.main import make_config
-from smanager.config import Config, bundled_services_dir
+from smanager.config import Config, ConfigError, bundled_services_dir
 
 
 def ask(port, *lines):
@@ -73,7 +73,21 @@ def test_every_flag_has_a_config_key():
     flags = {a.dest for a in __import__("smanager.cli.main", fromlist=["x"]).build_parser()._actions}
     keys = set(Config.__dataclass_fields__)
     assert flags - {"help", "version", "config"} <= keys
-    assert keys - flags == {"service"}  # tables of service options exist only in the file
+    # tables of service options exist only in the file; config_file is --config's own value
+    assert keys - flags == {"service", "config_file"}
+
+
+def test_services_learn_which_file_the_config_came_from(tmp_path):
+    (tmp_path / "smanager.toml").write_text("port = 12002\n")
+    config = make_config(["--config", str(tmp_path / "smanager.toml")])
+    assert config.config_file == str(tmp_path / "smanager.toml")
+    assert make_config([]).config_file == ""
+
+
+def test_a_config_file_cannot_name_another_config_file(tmp_path):
+    (tmp_path / "smanager.toml").write_text('config_file = "/elsewhere.toml"\n')
+    with pytest.raises(ConfigError, match="config_file is not a setting"):
+        make_config(["--config", str(tmp_path / "smanager.toml")])
 
 
 @pytest.mark.parametrize("args, message", [
@@ -187,7 +201,7 @@ def test_starts_logs_its_real_port_and_serves(server_process):
     assert any(f"listening on 127.0.0.1:{server.port}" in line for line in server.log)
     assert ask(server.port, "help -s") == (
         "TOP: captest capture_at scrapfreq startcap stopcap hostname\n"
-        "SERVICES: scrapman systemstatus\nCOMMANDS: help kill restart\n" + SEP)
+        "SERVICES: proc scrapman systemstatus\nCOMMANDS: help kill restart\n" + SEP)
 
 
 def test_service_directories(server_process):
@@ -247,7 +261,7 @@ def test_pip_install_gives_smanager_and_tshell_commands_with_the_bundled_service
         [sys.executable, "-c", "import smanager, sys; print(smanager.__file__)"],
         env={"PYTHONPATH": str(target)}, cwd=tmp_path, capture_output=True, text=True)
     assert server_file.stdout.startswith(str(target))
-    assert ask(server.port, "help -s").split("\n")[1] == "SERVICES: scrapman systemstatus"
+    assert ask(server.port, "help -s").split("\n")[1] == "SERVICES: proc scrapman systemstatus"
     # ...and a tshell command that talks to it.
     one_shot = subprocess.run(
         [str(target / "bin" / "tshell"), f"127.0.0.1:{server.port}", "-c", "systemstatus echo hi"],

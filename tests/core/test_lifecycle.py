@@ -7,6 +7,7 @@ import pytest
 from helpers import FIXTURES, SEP, ask_core, fixture_source
 
 from smanager import SService
+from smanager.config import ConfigError
 from smanager.core.lifecycle import start_service, stop_service
 from smanager.core.manager import Manager
 from smanager.service import State
@@ -182,3 +183,79 @@ def test_states_change_only_along_the_table():
     service = SService()
     with pytest.raises(RuntimeError, match="cannot go from new to running"):
         service._change_state(State.RUNNING)
+
+
+HANDOVER = '''
+from smanager import SService, StartRefused
+
+LOG = []
+
+
+class Keeper(SService):
+    """Hands a token to its next instance across restarts"""
+
+    async def start(self):
+        if self.options.get("refuse"):
+            raise StartRefused("the state directory is in use")
+        self.token = self.kept.pop("token", None) or object()
+        LOG.append(("start", id(self.token)))
+
+    async def stop(self):
+        LOG.append(("stop", self.restarting))
+        if self.restarting:
+            self.kept["token"] = self.token
+
+    async def cmd_token(self):
+        """Which token it holds"""
+        return str(id(self.token))
+'''
+
+
+async def test_a_restarting_service_can_hand_what_it_holds_to_its_next_instance(tmp_path):
+    write(tmp_path, "keeper.py", HANDOVER)
+    manager = Manager([tmp_path], hook_timeout=1.0)
+    await manager.start()
+    try:
+        log = __import__("sys").modules[
+            type(manager.catalog.services["keeper"].instance).__module__].LOG
+        before = await ask_core(manager, "keeper token")
+        await manager.restart("keeper")
+        assert await ask_core(manager, "keeper token") == before
+        assert ("stop", True) in log
+        log = __import__("sys").modules[  # the new code's own module
+            type(manager.catalog.services["keeper"].instance).__module__].LOG
+    finally:
+        await manager.stop()
+    assert log[-1] == ("stop", False)  # the server stopping: nothing is kept
+
+
+async def test_a_service_that_refuses_to_start_stops_the_server_with_its_one_line(tmp_path):
+    write(tmp_path, "keeper.py", HANDOVER)
+    manager = Manager([tmp_path], hook_timeout=1.0, options={"keeper": {"refuse": True}})
+    with pytest.raises(ConfigError, match="^keeper: the state directory is in use$"):
+        await manager.start()
+    assert manager.catalog.services == {}
+
+
+async def test_a_service_may_give_itself_a_longer_hook_time_limit(tmp_path):
+    write(tmp_path, "slowstop.py", '''
+import asyncio
+from smanager import SService
+from smanager.config import ConfigError
+
+
+class SlowStop(SService):
+    """Takes 0.3 s to stop, with a limit of its own"""
+
+    hook_timeout = 2.0
+    stopped = False
+
+    async def stop(self):
+        await asyncio.sleep(0.3)
+        type(self).stopped = True
+''')
+    manager = Manager([tmp_path], hook_timeout=0.1)
+    await manager.start()
+    cls = type(manager.catalog.services["slowstop"].instance)
+    await manager.stop()
+    assert cls.stopped

@@ -10,6 +10,7 @@ from helpers import SEP_LINE
 
 from smanager.core.runner import Outcome
 from smanager.wire.formats import Json, Text
+from smanager.wire.protocol import Shown
 
 
 @pytest.mark.parametrize(("value", "line"), [
@@ -56,3 +57,11 @@ def test_text_mode_is_the_seed_format():
     assert Text.reply(Outcome("hi")) == b"hi\n" + SEP_LINE
     assert Text.chunk(3) == b"3\n"
     assert Text.end() == SEP_LINE
+
+
+def test_a_shown_value_is_its_table_in_text_mode_and_its_rows_in_json_mode():
+    shown = Shown([{"name": "web", "pid": 12}], "NAME  PID\nweb   12")
+    assert Text.reply(Outcome(value=shown)) == b"NAME  PID\nweb   12\n" + SEP_LINE
+    assert json.loads(Json.reply(Outcome(value=shown))) == {
+        "ok": True, "result": [{"name": "web", "pid": 12}]}
+    assert json.loads(Json.chunk(shown)) == {"chunk": [{"name": "web", "pid": 12}]}
