@@ -12,7 +12,7 @@ import os
 import signal as signals
 
 from smanager import CommandError, Shown, SService, StartRefused, level
-from smanager.supervise import report
+from smanager.supervise import report, watcher
 from smanager.supervise.config_read import read_current
 from smanager.supervise.policy import State
 from smanager.supervise.program import ProgramError
@@ -42,6 +42,7 @@ class Proc(SService):
         self.problems = []
 
     async def start(self):
+        watcher.install()  # a pidfd per child, not a thread per child (Python 3.11)
         handed = self.kept.pop("supervisor", None)
         try:
             config = self._read_config()
