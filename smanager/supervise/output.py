@@ -31,9 +31,11 @@ import logging
 import os
 import time
 from collections import deque
-from contextlib import suppress
 from dataclasses import dataclass
 from itertools import chain, count, islice, repeat
+
+from .lines import LineSplitter
+from .logfile import LogFile
 
 log = logging.getLogger("smanager.proc")
 
@@ -49,81 +51,6 @@ class Line:
     at: float
     stream: str
     text: str
-
-
-class LineSplitter:
-    """Bytes of one stream in, finished lines out (rule 2); pure."""
-
-    def __init__(self, max_line=65536):
-        self._max_line = max_line
-        self._partial = bytearray()
-        self._cut = 0           # bytes of the pending line dropped past max_line
-        self._cut_cr = False    # the last dropped byte is a CR, which may end the line
-
-    def feed(self, data):
-        last = data.rfind(b"\n")
-        if last < 0:
-            self._hold(data)
-            return []
-        lines, start = [], 0
-        if self._partial or self._cut:
-            start = data.find(b"\n") + 1
-            self._hold(data[: start - 1])
-            lines.append(self._finish())
-        if start <= last:
-            lines += self._split(data[start: last + 1])
-        self._hold(data[last + 1:])
-        return lines
-
-    def flush(self):
-        return [self._finish()] if self._partial or self._cut else []
-
-    def _split(self, region):
-        """Whole lines, each ending in LF.  A region no longer than max_line
-        cannot hold a long line: decode and split it at C speed."""
-        if len(region) <= self._max_line:
-            text = str(region, "utf-8", "replace")
-            if "\r" in text:
-                text = text.replace("\r\n", "\n")
-            lines = text.split("\n")
-            lines.pop()
-            return lines
-        lines = []
-        for part in region[:-1].split(b"\n"):
-            if part.endswith(b"\r"):
-                part = part[:-1]
-            if len(part) > self._max_line:
-                lines.append(_cut_text(part[: self._max_line], len(part) - self._max_line))
-            else:
-                lines.append(str(part, "utf-8", "replace"))
-        return lines
-
-    def _hold(self, data):
-        if not data:
-            return
-        if not self._cut:
-            room = self._max_line - len(self._partial)
-            if len(data) <= room:
-                self._partial += data
-                return
-            self._partial += data[:room]
-            data = data[room:]
-        self._cut += len(data)
-        self._cut_cr = data.endswith(b"\r")
-
-    def _finish(self):
-        line, dropped, more = bytes(self._partial), self._cut, self._cut - self._cut_cr
-        self._partial.clear()
-        self._cut, self._cut_cr = 0, False
-        if more:
-            return _cut_text(line, more)
-        if not dropped and line.endswith(b"\r"):
-            line = line[:-1]
-        return str(line, "utf-8", "replace")
-
-
-def _cut_text(kept, more):
-    return f"{str(kept, 'utf-8', 'replace')} [line cut: {more} more bytes]"
 
 
 class _Ring:
@@ -149,84 +76,6 @@ class _Ring:
                 for seq, at, text in islice(reversed(self._entries), n)]
 
 
-class _LogFile:
-    """One stream's log file (rules 4 and 5).  fd None: closed, or failing."""
-
-    def __init__(self, name, path, max_bytes, backups):
-        self._name, self.path = name, path
-        self._max_bytes, self._backups = max_bytes, backups
-        self._fd = None
-        self._size = 0
-        self._failing = False
-        self.ends_line = True   # the file's last byte is LF, so a note starts a line
-        self.open()
-
-    def open(self):
-        try:
-            directory = os.path.dirname(self.path) or "."
-            if not os.path.lexists(directory):   # something else there fails at open, clearly
-                os.makedirs(directory, mode=0o750, exist_ok=True)
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
-                               0o640)
-            self._size = os.fstat(self._fd).st_size
-        except OSError as error:
-            self._fail(error)
-            return
-        if self._failing:
-            log.info("proc %s: writing %s again", self._name, self.path)
-        self._failing = False
-        self.ends_line = True
-
-    def close(self):
-        if self._fd is not None:
-            with suppress(OSError):
-                os.close(self._fd)
-            self._fd = None
-        self._failing = False
-
-    def write(self, data):
-        if self._fd is None and not self._failing:
-            return
-        if self._max_bytes and self._size and self._size + len(data) > self._max_bytes:
-            self._rotate()
-        self._size += len(data)
-        if self._fd is None:
-            return
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self._fd, view):]
-        except OSError as error:
-            self._fail(error)
-            return
-        self.ends_line = data.endswith(b"\n")
-
-    def _rotate(self):
-        failing = self._failing
-        self.close()
-        self._failing, self._size = failing, 0
-        names = [self.path] + [f"{self.path}.{i}" for i in range(1, self._backups + 1)]
-        try:
-            for older, newer in zip(reversed(names), reversed(names[:-1])):
-                with suppress(FileNotFoundError):
-                    os.replace(newer, older)
-            if not self._backups:
-                with suppress(FileNotFoundError):
-                    os.unlink(self.path)
-        except OSError as error:
-            self._fail(error)
-            return
-        self.open()
-
-    def _fail(self, error):
-        if self._fd is not None:
-            self.close()
-        if not self._failing:
-            log.warning("proc %s: cannot write %s (%s); keeping its output in memory only",
-                        self._name, self.path, error.strerror or error)
-        self._failing = True
-
-
 class Output:
     """What one program writes (see the module's rules)."""
 
@@ -242,7 +91,7 @@ class Output:
         self.paths = {}
         if log_dir is not None:
             self.paths = {s: os.path.join(log_dir, f"{name}.{s}.log") for s in STREAMS}
-        self._files = {s: _LogFile(name, path, max_bytes, backups)
+        self._files = {s: LogFile(name, path, max_bytes, backups)
                        for s, path in self.paths.items()}
 
     def feed(self, stream, data):

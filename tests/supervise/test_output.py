@@ -9,7 +9,8 @@ import tracemalloc
 
 import pytest
 
-from smanager.supervise.output import RING_TEXT, Line, LineSplitter, Output
+from smanager.supervise.lines import LineSplitter
+from smanager.supervise.output import RING_TEXT, Line, Output
 
 TIMEOUT = 5
 

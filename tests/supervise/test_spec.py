@@ -6,11 +6,7 @@ import signal
 
 import pytest
 
-from smanager.supervise.config_read import (
-    dependency_levels,
-    parse_template,
-    read_proc_config,
-)
+from smanager.supervise.config_read import dependency_levels, read_proc_config
 from smanager.supervise.spec import (
     Backoff,
     GiveUp,
@@ -20,6 +16,7 @@ from smanager.supervise.spec import (
     parse_program,
     substitute,
 )
+from smanager.supervise.templates import parse_template
 
 GOOD_TABLES = [
     ({"command": ["sleep", "5"]},
