@@ -257,7 +257,7 @@ def describe_os_error(exc, program, cwd=None):
             return f"cwd {cwd}: {exc.strerror}"
         return f"{program}: command not found ({exc.strerror})"
     if isinstance(exc, OSError) and exc.strerror:
-        where = f" {exc.filename}" if exc.filename else ""
-        return f"{exc.strerror}{where}"
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror}"
     return str(exc) or type(exc).__name__
 
