@@ -77,14 +77,13 @@ def details(program):
     spec, run, policy = program.spec, program.run, program.policy
     fields = row(program)
     fields.update({
-        "command": shlex.join(spec.command),
+        "command": shlex.join(spec.expanded(program.port)[0]),
         "pgid": run.pgid if run is not None else None,
         "started": when(run.started) if run is not None else None,
         "next_start_in": (round(policy.next_start_at - _loop_now(), 1)
                           if program.state is State.BACKOFF and policy.next_start_at else None),
         "waiting_for": program.waiting_for or None,
-        "ready": spec.ready.kind if spec.ready.kind == "start_secs"
-        else f"{spec.ready.kind}:{spec.ready.target}",
+        "ready": _ready_text(spec.expanded(program.port)[2]),
         "restart": spec.restart,
         "depends_on": list(spec.depends_on),
         "logs": program.output.paths or None,
@@ -92,6 +91,13 @@ def details(program):
         "params": dict(spec.params) or None,
     })
     return fields
+
+
+def _ready_text(ready):
+    """The check as the config writes it: start_secs, tcp:PORT, cmd:..., the URL."""
+    if ready.kind in ("start_secs", "http"):
+        return ready.target or ready.kind
+    return f"{ready.kind}:{ready.target}"
 
 
 def key_values(fields):

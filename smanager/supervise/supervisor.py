@@ -80,12 +80,15 @@ class Supervisor:
         added = [name for name in new if name not in old]
         was_up = {name for name in changed if old[name].state not in DOWN}
         await self.stop_names(removed + changed)
-        for name in removed + changed:
-            self.programs.pop(name).close()
+        replaced = {name: self.programs.pop(name) for name in removed + changed}
+        for program in replaced.values():
+            program.close()
         self.config = config
         fresh = [name for name in new if name in added or name in changed]
         for name in fresh:
             self.programs[name] = self._program(new[name])
+            if name in replaced:  # `proc why` keeps the exits from before the change
+                self.programs[name].policy.history.extend(replaced[name].policy.history)
         # keep config order, sessions last
         self.programs = {**{name: self.programs[name] for name in new},
                          **{name: self.programs[name] for name in self.sessions}}
