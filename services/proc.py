@@ -116,8 +116,8 @@ class Proc(SService):
         if stream not in ("out", "err", "both"):
             raise CommandError(f"stream must be out, err or both, not {stream!r}")
         lines = program.output.last(max(n, 0), stream)
-        return Shown([{"at": line.at, "stream": line.stream, "text": line.text}
-                      for line in lines], "\n".join(report.log_line(line) for line in lines))
+        return Shown([report.line_fields(line) for line in lines],
+                     "\n".join(report.log_line(line) for line in lines))
 
     @level("read")
     async def cmd_tail(self, name, stream="both"):
@@ -129,10 +129,11 @@ class Proc(SService):
         try:
             async for line in follower:
                 batch = [line] + follower.ready_now()
-                shown = [report.log_line(item) for item in batch
+                batch = [item for item in batch
                          if stream == "both" or item.stream in (stream, "sys")]
-                if shown:
-                    yield "\n".join(shown)
+                if batch:
+                    yield Shown([report.line_fields(item) for item in batch],
+                                "\n".join(report.log_line(item) for item in batch))
         finally:
             follower.close()
 
@@ -151,7 +152,7 @@ class Proc(SService):
                                f"after {timeout:g} s") from None
         if got is not wanted:
             raise CommandError(f"{program.name} is {got.value}: {program.why_not()}")
-        return f"{program.name}: {got.value}"
+        return self._said([f"{program.name}: {got.value}"])
 
     @level("read")
     async def cmd_templates(self):
@@ -181,7 +182,7 @@ class Proc(SService):
         """Stop a program (or all), programs that depend on it first"""
         try:
             targets = self._targets(name)
-            return "\n".join(await self.supervisor.stop_names(targets))
+            return self._said(await self.supervisor.stop_names(targets))
         except ProgramError as exc:
             raise CommandError(str(exc)) from None
 
@@ -194,12 +195,14 @@ class Proc(SService):
     async def cmd_signal(self, name, signal):
         """Send a signal (HUP, USR1, 15...) to a program's whole process group"""
         signum = report.parse_signal(signal)
+        lines = []
         for target in self._targets(name):
             try:
                 self.supervisor.get(target).signal(signum)
             except ProgramError as exc:
                 raise CommandError(str(exc)) from None
-        return f"sent {signals.Signals(signum).name} to {name}"
+            lines.append(f"{target}: sent {signals.Signals(signum).name}")
+        return self._said(lines)
 
     async def cmd_reload(self, name):
         """Send a program its reload_signal (HUP unless configured)"""
@@ -210,8 +213,8 @@ class Proc(SService):
                 program.signal(program.spec.reload_signal)
             except ProgramError as exc:
                 raise CommandError(str(exc)) from None
-            lines.append(f"sent {signals.Signals(program.spec.reload_signal).name} to {target}")
-        return "\n".join(lines)
+            lines.append(f"{target}: sent {signals.Signals(program.spec.reload_signal).name}")
+        return self._said(lines)
 
     async def cmd_run(self, template, **params):
         """Start a new session from a template (key=value parameters): its id"""
@@ -227,7 +230,7 @@ class Proc(SService):
     async def cmd_rm(self, id):
         """Stop a session and remove it"""
         try:
-            return await self.supervisor.remove_session(id)
+            return self._said([await self.supervisor.remove_session(id)])
         except ProgramError as exc:
             raise CommandError(str(exc)) from None
 
@@ -245,8 +248,9 @@ class Proc(SService):
         changes = await self.supervisor.apply(config)
         self.problems = config.problems
         self._budget_stop_time()
-        return "\n".join(changes + [f"problem: {line}" for line in self.problems]
+        text = "\n".join(changes + [f"problem: {line}" for line in self.problems]
                          or ["nothing changed"])
+        return Shown({"changes": changes, "problems": self.problems}, text)
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -262,13 +266,27 @@ class Proc(SService):
         results = await asyncio.gather(*(action(program) for program in programs),
                                        return_exceptions=True)
         lines, failed = [], []
-        for result in results:
+        for program, result in zip(programs, results):
             if isinstance(result, ProgramError):
-                failed.append(str(result))
+                failed.append((program.name, str(result)))
             elif isinstance(result, BaseException):
                 raise result
             else:
                 lines.append(result)
         if failed and not lines:
-            raise CommandError("; ".join(failed))
-        return "\n".join(lines + [f"failed: {line}" for line in failed])
+            raise CommandError("; ".join(error for _, error in failed))
+        shown = self._said(lines)
+        shown.value += [{**report.row(self.supervisor.programs[name]), "error": error}
+                        for name, error in failed]
+        shown.text += "".join(f"\nfailed: {error}" for _, error in failed)
+        return shown
+
+    def _said(self, lines):
+        """Lines "NAME: what happened" as text; for JSON mode each NAME's row
+        (as proc list has it) with the line as "said"."""
+        rows = []
+        for line in lines:
+            name = line.split(":", 1)[0]
+            program = self.supervisor.programs.get(name)
+            rows.append({**(report.row(program) if program else {"name": name}), "said": line})
+        return Shown(rows, "\n".join(lines))

@@ -137,6 +137,10 @@ def why_text(program, exits):
     return "\n".join(lines)
 
 
+def line_fields(line):
+    return {"at": when(line.at), "stream": line.stream, "text": line.text}
+
+
 def log_line(line):
     stamp = time.strftime("%H:%M:%S", time.localtime(line.at))
     return f"{stamp} {line.stream} {line.text}"

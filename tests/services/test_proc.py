@@ -2,16 +2,16 @@
 
 Each test is named after the bug it guards (supervisor's practice).  Programs
 are small Python or sh one-liners; every one a test starts is stopped when
-its manager stops (and the tests check that nothing of a group is left).
+its manager stops (and the tests check that nothing of a group is left;
+conftest.py checks that no supervised process outlives its test).
 """
 
 import asyncio
 import json
-import os
 import sys
 
 import pytest
-from helpers import SEP, ask_core, started_manager, until
+from helpers import SEP, ask_core, live_members, started_manager, until
 
 from smanager.config import bundled_services_dir
 
@@ -48,54 +48,8 @@ async def value(manager, line):
     return getattr(outcome.value, "value", outcome.value)
 
 
-def live_members(pgid):
-    """Processes of group PGID that are not zombies (a killed member is a zombie
-    until its new parent reaps it)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat", "rb") as handle:
-                    fields = handle.read().rsplit(b")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[2]) == pgid and fields[0] != b"Z":
-                found.append(int(entry))
-    return found
-
-
 def group_gone(pgid):
     return not live_members(pgid)
-
-
-def supervised_pids():
-    """Live processes started by some proc (their environment says so)."""
-    found = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/environ", "rb") as handle:
-                    if b"SMANAGER_PROGRAM=" in handle.read():
-                        found.add(int(entry))
-            except OSError:
-                continue
-    return {pid for pid in found if not _zombie(pid)}
-
-
-def _zombie(pid):
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            return handle.read().rsplit(b")", 1)[1].split()[0] == b"Z"
-    except OSError:
-        return True
-
-
-@pytest.fixture(autouse=True)
-async def nothing_left_behind():
-    """Every test here must leave no supervised process running."""
-    before = supervised_pids()
-    yield
-    assert await until(lambda: not supervised_pids() - before), supervised_pids() - before
 
 
 def the_program(manager, name):
@@ -298,7 +252,7 @@ async def test_signal_reaches_the_program(tmp_path):
     trap = program(["sh", "-c", "trap 'echo got-usr1' USR1; while :; do sleep 0.05; done"])
     async with proc_manager(tmp_path, trap=trap) as manager:
         await body(manager, "proc wait trap timeout=10")
-        assert await body(manager, "proc signal trap USR1") == "sent SIGUSR1 to trap\n"
+        assert await body(manager, "proc signal trap USR1") == "trap: sent SIGUSR1\n"
         prog = the_program(manager, "trap")
         assert await until(lambda: prog.output.last_text("out") == "got-usr1")
         await body(manager, "proc stop trap")
