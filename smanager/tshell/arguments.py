@@ -45,10 +45,16 @@ def build_parser():
     hosts.add_argument("--hosts-file", action=Once, metavar="FILE",
                        help="one HOST[:PORT] per line; '#' starts a comment")
     add("--ping", action="store_true", help="show which hosts answer and their services")
+    add("--place", action=Once, metavar="COMMAND",
+        help="run COMMAND (meant for 'proc run TEMPLATE KEY=VALUE...') on the least loaded "
+             "of the hosts only: the 1-minute load average divided by the CPU count (proc "
+             "load); ties go to fewer running programs, then to the host given first.  Hosts "
+             "that give no load are skipped; a COMMAND that fails is not tried elsewhere")
     add("--json", action="store_true", help="print JSON: one line per host (or per message)")
     add("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
         help="for connecting, and for each part of a reply; with --hosts or --ping, "
-             f"for each host in all (default {DEFAULT_TIMEOUT:g})")
+             "and for --place's question to each host, for each host in all "
+             f"(default {DEFAULT_TIMEOUT:g})")
     add("--tls", action="store_true", help="the server speaks TLS (verified by the system CAs)")
     add("--tls-ca", metavar="FILE", help="verify the server with this CA instead (implies --tls)")
     add("--tls-cert", metavar="FILE", help="client certificate, for mutual TLS (implies --tls)")
@@ -69,8 +75,10 @@ def parse(argv):
     args.fleet = args.hosts is not None or args.hosts_file is not None  # '' is a mistake too
     if args.fleet and args.address:
         raise UsageError("give either HOST or --hosts/--hosts-file, not both")
-    if args.fleet and args.command is None and not args.ping:
-        raise UsageError("--hosts needs -c COMMAND or --ping")
+    if args.place is not None:
+        _check_place(args)
+    elif args.fleet and args.command is None and not args.ping:
+        raise UsageError("--hosts needs -c COMMAND, --ping or --place COMMAND")
     if args.ping and args.command is not None:
         raise UsageError("--ping runs no command; drop -c")
     args.fleet = args.fleet or args.ping
@@ -89,6 +97,18 @@ def parse(argv):
     if args.user is not None:
         args.client_options.update(user=args.user, password=_password(args.user))
     return args
+
+
+def _check_place(args):
+    """--place chooses among hosts, and runs its own command only."""
+    if not args.fleet:
+        raise UsageError("--place needs --hosts or --hosts-file to choose from")
+    if args.command is not None or args.ping:
+        raise UsageError("--place runs its own command; drop -c and --ping")
+    try:
+        request_bytes(args.place)
+    except ValueError as exc:
+        raise UsageError(f"--place: {exc}") from None
 
 
 def _host_names(args):

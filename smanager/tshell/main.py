@@ -6,6 +6,7 @@
     tshell /run/smanager.sock -c 'kill'          a server's Unix socket: a path
     tshell --hosts web1,web2:10001 -c COMMAND    one command on many hosts at once
     tshell --hosts-file FILE --ping              which hosts answer, and their services
+    tshell --hosts a,b,c --place 'proc run web'  on the least loaded host only (placement.py)
     tshell --user alice HOST -c 'kill'           logged in (password: $SMANAGER_PASSWORD,
                                                  else asked for; it never crosses the wire)
 
@@ -14,6 +15,7 @@ Exit status (the flags are checked in arguments.py before anything is sent):
 - 0 when every command succeeded;
 - 1 when a server replied with an error, or a line read from stdin was one no
   client sends (``mode text``, not UTF-8): it is skipped like an error reply;
+  and when --place finds no host that gives its load;
 - 2 when a server could not be reached or answered too late, or the arguments
   were wrong, ``-c`` with such a line (``-c ''``, ``-c 'mode text'``) included;
 - 130 after Ctrl-C; 141 when stdout's reader went away.
@@ -28,7 +30,7 @@ import json
 import os
 import sys
 
-from ..client import Client, ClientError, fleet
+from ..client import Client, ClientError, fleet, placement
 from ..client.common import text_of
 from ..config import UsageError
 from . import arguments
@@ -61,6 +63,8 @@ def main(argv=None, *, stdin=None, stdout=None, stderr=None):
 
 
 def _run(args, output, stdin):
+    if args.place is not None:
+        return asyncio.run(_place(args, output))
     if args.fleet:
         return asyncio.run(_fleet(args, output))
     client = Client(*args.addresses[0], timeout=args.timeout, **args.client_options)
@@ -97,6 +101,33 @@ async def _fleet(args, output):
         return OK
     output.complain(f"tshell: {summary}")
     return NO_ANSWER if any(not r.reached for r in results) else ERROR_REPLY
+
+
+async def _place(args, output):
+    candidates, skipped = await placement.survey(
+        args.addresses, parallel=args.parallel, timeout=args.timeout, **args.client_options)
+    for skip in skipped:
+        output.complain(f"tshell: skipped {skip.host}: {skip.why}")
+    chosen = placement.least_loaded(candidates)
+    if chosen is None:
+        output.complain("tshell: no host left to place on: "
+                        f"none of the {len(skipped)} gave its load")
+        return ERROR_REPLY
+    # On the chosen host only, and a failure is never retried on another: the
+    # command may have had effects there already (run_on says more).
+    try:
+        reply = await placement.run_on(chosen, args.place, timeout=args.timeout,
+                                       **args.client_options)
+    except ClientError as exc:
+        return output.failure(exc)
+    if args.json:
+        output.write(placement.as_json(chosen, reply))
+        return OK if reply.ok else ERROR_REPLY
+    output.write(placement.as_text(chosen, reply))
+    if reply.ok:
+        return OK
+    output.complain(f"{chosen.host}: ERROR: {reply.error}")  # where it may have had effects
+    return ERROR_REPLY
 
 
 class Output:
