@@ -1,6 +1,6 @@
 """What the test files share: paths and constants, the polling helper, servers
 (in-process, in a thread, in a child process), raw clients, the pty driver,
-tshell runners, certificates, and users files.
+tshell runners, certificates, users files, and the processes proc supervises.
 
 Every server a test starts listens on 127.0.0.1 (or a Unix socket in a private
 directory), on a port the OS picks, and is stopped by the helper or test that
@@ -668,6 +668,58 @@ def tls_call(port, pki, who=None, line="testsvc add 1 2"):
     """One call with the blocking client over TLS (as WHO, if given); its value."""
     with Client("127.0.0.1", port, ssl=client_ssl(pki, who), timeout=TIMEOUT) as client:
         return client.call(line).value
+
+
+# -- supervised programs (proc) ---------------------------------------------------------
+
+def _stat_after_name(pid):
+    """The fields of /proc/PID/stat after the command name (it may hold spaces
+    and parentheses); None if there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return handle.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def _alive(fields):
+    return fields is not None and fields[0] not in (b"Z", b"X")
+
+
+def live_members(pgid):
+    """Processes of group PGID that are not zombies (a killed member is a zombie
+    until its new parent reaps it)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat_after_name(entry)
+            if _alive(fields) and int(fields[2]) == pgid:
+                found.append(int(entry))
+    return found
+
+
+def supervised(tag=None):
+    """{pid: (program, pgid)} of the live processes some proc started (their
+    environment says SMANAGER_PROGRAM=program); with TAG ("KEY=VALUE"), only
+    those whose environment also holds it, so that a test sees its own
+    programs and not those of tests running beside it."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as handle:
+                environ = handle.read().split(b"\0")
+        except OSError:
+            continue
+        program = next((item[len(b"SMANAGER_PROGRAM="):].decode(errors="replace")
+                        for item in environ if item.startswith(b"SMANAGER_PROGRAM=")), None)
+        if program is None or (tag is not None and tag.encode() not in environ):
+            continue
+        fields = _stat_after_name(entry)
+        if _alive(fields):
+            found[int(entry)] = (program, int(fields[2]))
+    return found
 
 
 # -- users ---------------------------------------------------------------------------------------
