@@ -722,6 +722,23 @@ def supervised(tag=None):
     return found
 
 
+def of_this_run(pid):
+    """Whether process PID descends from this process, or is an orphan (whose
+    parent died: nobody can say whose it was); not when another process tree,
+    a test run beside this one, started it."""
+    me, parent = os.getpid(), pid
+    for depth in range(256):  # bounded: a process tree is not that deep
+        fields = _stat_after_name(parent)
+        if fields is None:
+            return False  # gone meanwhile
+        parent = int(fields[1])
+        if parent == me:
+            return True
+        if parent <= 1:
+            return depth == 0  # its parent died: an orphan, adopted by init
+    return False
+
+
 # -- users ---------------------------------------------------------------------------------------
 
 FAST = passwords.MIN_ITERATIONS  # PBKDF2 iterations for tests: the least allowed
