@@ -241,7 +241,8 @@ async def spawn(spec, output, *, argv, env):
         run.transport, _ = await loop.subprocess_exec(
             lambda: _Protocol(run), *argv, stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            env=environment(spec, env), cwd=spec.cwd, start_new_session=True,
+            # "/" without a cwd, as systemd does: never wherever smanager was started
+            env=environment(spec, env), cwd=spec.cwd or "/", start_new_session=True,
             **options)
     except (OSError, ValueError, KeyError, SubprocessError) as exc:
         raise SpawnError(describe_os_error(exc, argv[0], spec.cwd)) from None

@@ -52,6 +52,12 @@ async def test_a_program_gets_a_built_environment_not_smanagers_own(tmp_path, mo
     assert pairs["SMANAGER_PROGRAM"] == "envy"
 
 
+async def test_a_program_without_a_cwd_runs_in_the_root_directory(tmp_path):
+    async with manager_with(tmp_path, rooted=reporting("os.getcwd()")) as manager:
+        assert await printed(manager, "rooted") == "/"
+        await stop(manager, "rooted")
+
+
 async def test_cwd_and_umask_apply_to_the_program(tmp_path):
     workdir = tmp_path / "work"
     workdir.mkdir()
