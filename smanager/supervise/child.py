@@ -30,6 +30,8 @@ import time
 from pathlib import Path
 from subprocess import SubprocessError
 
+from .orphans import process_start_time
+
 PIPE_GRACE = 2.0  # seconds a run waits for its pipes once the leader has exited
 BASE_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             "LANG": "C.UTF-8"}
@@ -80,16 +82,6 @@ def environment(spec, env):
     result.update(env)  # PORT is in it already (spec.expanded)
     result["SMANAGER_PROGRAM"] = spec.name
     return result
-
-
-def start_time_of(pid):
-    """Field 22 of /proc/PID/stat (clock ticks since boot): with the pid, who a
-    process is, so a reused pid is never taken for ours."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            return int(handle.read().rsplit(b")", 1)[1].split()[19])
-    except (OSError, IndexError, ValueError):
-        return None
 
 
 class _Protocol(asyncio.SubprocessProtocol):
@@ -247,7 +239,7 @@ async def spawn(spec, output, *, argv, env):
     except (OSError, ValueError, KeyError, SubprocessError) as exc:
         raise SpawnError(describe_os_error(exc, argv[0], spec.cwd)) from None
     run.pid = run.pgid = run.transport.get_pid()
-    run.start_time = start_time_of(run.pid)
+    run.start_time = process_start_time(run.pid)
     return run
 
 

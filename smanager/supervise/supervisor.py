@@ -22,10 +22,11 @@ import difflib
 import logging
 
 from .config_read import dependency_levels
+from .orphans import sweep
 from .policy import State
 from .program import Program, ProgramError
 from .spec import SpecError
-from .statedb import StateDB, sweep
+from .statedb import StateDB
 
 log = logging.getLogger("smanager.proc")
 DOWN = {State.STOPPED, State.EXITED, State.FATAL}

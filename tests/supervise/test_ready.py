@@ -10,8 +10,8 @@ from types import SimpleNamespace
 import pytest
 from helpers import QUICK, TIMEOUT, until
 
+from smanager.supervise.orphans import process_start_time
 from smanager.supervise.ready import check, wait_ready
-from smanager.supervise.statedb import process_start_time
 
 
 @pytest.fixture

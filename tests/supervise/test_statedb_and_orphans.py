@@ -14,14 +14,8 @@ import time
 import pytest
 from helpers import ROOT, TIMEOUT
 
-from smanager.supervise.statedb import (
-    Record,
-    StateDB,
-    StateDirBusy,
-    is_same_process,
-    process_start_time,
-    sweep,
-)
+from smanager.supervise.orphans import is_same_process, process_start_time, sweep
+from smanager.supervise.statedb import Record, StateDB, StateDirBusy
 
 NO_SUCH_PID = 4194305  # above the largest pid_max Linux allows
 BLOCK_TERM_AND_CONT = ("import signal, sys; "
