@@ -48,11 +48,11 @@ class ProcConfig:
 
 def default_state_dir() -> str:
     if os.geteuid() == 0:
-        return "/var/lib/smanager/proc"
+        return "/var/lib/smanager"
     base = os.environ.get("XDG_STATE_HOME", "")
     if not os.path.isabs(base):  # the XDG rule: a relative one is ignored
         base = os.path.expanduser("~/.local/state")
-    return os.path.join(base, "smanager", "proc")
+    return os.path.join(base, "smanager")
 
 
 def read_current(options: Mapping, config_file: str | None = None) -> "ProcConfig":

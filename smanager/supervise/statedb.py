@@ -2,12 +2,12 @@
 
 Rules:
 
-- ``StateDB(dir)`` creates DIR (mode 0o700) and takes ``DIR/lock`` with an
+- ``StateDB(dir)`` creates DIR (mode 0o700) and takes ``DIR/proc.lock`` with an
   exclusive flock, or raises StateDirBusy naming the holder's pid (another
   process, or another StateDB in this one).  Children never inherit the lock.
-- Each started child is recorded in ``DIR/proc.db`` (sqlite, WAL): pid, process
+- Each started child is recorded in ``DIR/state.db`` (sqlite, WAL): pid, process
   group and the pid's start time.  A file sqlite cannot use is moved aside to
-  ``proc.db.corrupt-<unix time>`` with one warning and a fresh one is made:
+  ``state.db.corrupt-<unix time>`` with one warning and a fresh one is made:
   the record is a safety net, never a reason not to start.
 - What a record is used for after a kill -9 is in orphans.py.
 """
@@ -21,8 +21,8 @@ from dataclasses import astuple, dataclass
 
 log = logging.getLogger("smanager.proc")
 
-DB_NAME = "proc.db"
-LOCK_NAME = "lock"
+DB_NAME = "state.db"  # shared: other bundled services keep their tables here too
+LOCK_NAME = "proc.lock"
 BUSY_TIMEOUT_MS = 5000
 SCHEMA = """CREATE TABLE IF NOT EXISTS children (
     name TEXT PRIMARY KEY, pid INTEGER NOT NULL, pgid INTEGER NOT NULL,

@@ -367,16 +367,16 @@ def test_proc_with_something_to_run_has_a_state_dir_by_the_xdg_rule(monkeypatch,
     monkeypatch.setattr("os.geteuid", lambda: 1000)
     monkeypatch.setenv("XDG_STATE_HOME", "/xdg/state")
     config = read_proc_config(options)
-    assert (config.state_dir, config.log_dir) == ("/xdg/state/smanager/proc", "/xdg/state/smanager/proc/logs")
+    assert (config.state_dir, config.log_dir) == ("/xdg/state/smanager", "/xdg/state/smanager/logs")
 
 
 def test_the_default_state_dir_for_root_and_without_xdg(monkeypatch):
     monkeypatch.setenv("HOME", "/home/pat")
     monkeypatch.setenv("XDG_STATE_HOME", "relative/is/ignored")
     monkeypatch.setattr("os.geteuid", lambda: 1000)
-    assert read_proc_config({"programs_dir": "/etc/none"}).state_dir == "/home/pat/.local/state/smanager/proc"
+    assert read_proc_config({"programs_dir": "/etc/none"}).state_dir == "/home/pat/.local/state/smanager"
     monkeypatch.setattr("os.geteuid", lambda: 0)
-    assert read_proc_config({"programs_dir": "/etc/none"}).state_dir == "/var/lib/smanager/proc"
+    assert read_proc_config({"programs_dir": "/etc/none"}).state_dir == "/var/lib/smanager"
 
 
 def test_state_and_log_dirs_expand_the_home_directory_and_programs_inherit_the_log_dir(monkeypatch):

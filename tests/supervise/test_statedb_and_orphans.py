@@ -123,13 +123,13 @@ def test_close_releases_every_file_and_may_be_called_twice(tmp_path):
 def test_the_state_directory_is_private_and_the_lock_file_holds_only_our_pid(tmp_path):
     state_dir = tmp_path / "state"
     state_dir.mkdir(mode=0o755)
-    (state_dir / "lock").write_text("4194304 left by a longer-lived pid\n")
+    (state_dir / "proc.lock").write_text("4194304 left by a longer-lived pid\n")
     state = StateDB(str(tmp_path / "new" / "state"))
     state.close()
     assert stat.S_IMODE(os.stat(tmp_path / "new" / "state").st_mode) == 0o700
     state = StateDB(str(state_dir))
     try:
-        assert (state_dir / "lock").read_text() == f"{os.getpid()}\n"
+        assert (state_dir / "proc.lock").read_text() == f"{os.getpid()}\n"
     finally:
         state.close()
 
@@ -158,7 +158,7 @@ def test_records_survive_a_reopen_and_are_replaced_by_name(tmp_path):
 def test_a_corrupt_database_is_moved_aside_with_one_warning_and_replaced(tmp_path, caplog):
     state_dir = tmp_path / "state"
     state_dir.mkdir()
-    (state_dir / "proc.db").write_bytes(b"this is not a database\n" * 200)
+    (state_dir / "state.db").write_bytes(b"this is not a database\n" * 200)
     with caplog.at_level(logging.WARNING, logger="smanager.proc"):
         state = StateDB(str(state_dir))
     try:
@@ -167,10 +167,10 @@ def test_a_corrupt_database_is_moved_aside_with_one_warning_and_replaced(tmp_pat
         assert [rec.name for rec in state.records()] == ["web"]
     finally:
         state.close()
-    [aside] = state_dir.glob("proc.db.corrupt-*")
+    [aside] = state_dir.glob("state.db.corrupt-*")
     assert aside.read_bytes().startswith(b"this is not a database\n")
     assert [r.getMessage() for r in caplog.records if r.name == "smanager.proc"] == [
-        (f"state database {state_dir / 'proc.db'} is unreadable (file is not a database); "
+        (f"state database {state_dir / 'state.db'} is unreadable (file is not a database); "
          f"moved it to {aside} and started afresh")]
 
 
