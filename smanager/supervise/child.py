@@ -92,6 +92,8 @@ class _Protocol(asyncio.SubprocessProtocol):
         self.run.output.feed("out" if fd == 1 else "err", data)
 
     def pipe_connection_lost(self, fd, exc):
+        if fd == 0:
+            return  # stdin, written and closed by spawn()
         self.run.output.end("out" if fd == 1 else "err")
         self.run._pipes_open.discard(fd)
         if not self.run._pipes_open:
@@ -217,29 +219,30 @@ class AdoptedRun(_Group):
         self.exited.set()
 
 
-async def spawn(spec, output, *, argv, env):
-    """Start one run of ``spec`` (argv and env already expanded); SpawnError
-    with the OS's reason when it cannot start."""
+async def spawn(output, *, argv, env, cwd=None, user=None, group=None, umask=None,
+                stdin=None):
+    """Start one run: ``argv`` with exactly the environment ``env``, its output
+    fed to ``output``.  ``stdin``: bytes written to it, then closed (else it
+    reads /dev/null).  SpawnError with the OS's reason when it cannot start."""
     run = Run(output)
     loop = asyncio.get_running_loop()
-    options = {}
-    if spec.user:
-        options["user"] = spec.user
-    if spec.group:
-        options["group"] = spec.group
-    if spec.umask is not None:
-        options["umask"] = spec.umask
+    options = {key: value for key, value in
+               (("user", user), ("group", group), ("umask", umask)) if value is not None}
     try:
         run.transport, _ = await loop.subprocess_exec(
-            lambda: _Protocol(run), *argv, stdin=asyncio.subprocess.DEVNULL,
+            lambda: _Protocol(run), *argv,
+            stdin=asyncio.subprocess.DEVNULL if stdin is None else asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             # "/" without a cwd, as systemd does: never wherever smanager was started
-            env=environment(spec, env), cwd=spec.cwd or "/", start_new_session=True,
-            **options)
+            env=env, cwd=cwd or "/", start_new_session=True, **options)
     except (OSError, ValueError, KeyError, SubprocessError) as exc:
-        raise SpawnError(describe_os_error(exc, argv[0], spec.cwd)) from None
+        raise SpawnError(describe_os_error(exc, argv[0], cwd)) from None
     run.pid = run.pgid = run.transport.get_pid()
     run.start_time = process_start_time(run.pid)
+    if stdin is not None:
+        pipe = run.transport.get_pipe_transport(0)
+        pipe.write(stdin)  # small (a few NAME=value lines): the pipe's buffer takes it
+        pipe.close()
     return run
 
 

@@ -18,7 +18,7 @@ import asyncio
 import logging
 import time
 
-from .child import AdoptedRun, SpawnError, free_port, spawn
+from .child import AdoptedRun, SpawnError, environment, free_port, spawn
 from .output import Output
 from .policy import Policy, State
 from .ready import wait_ready
@@ -185,7 +185,8 @@ class Program:
         port = free_port() if spec.port == "auto" else spec.port
         argv, env, ready = spec.expanded(port)
         try:
-            run = await spawn(spec, self.output, argv=argv, env=env)
+            run = await spawn(self.output, argv=argv, env=environment(spec, env), cwd=spec.cwd,
+                              user=spec.user, group=spec.group, umask=spec.umask)
         except SpawnError as exc:
             self._ended(error=str(exc))
             return
