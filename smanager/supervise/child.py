@@ -88,6 +88,11 @@ class _Protocol(asyncio.SubprocessProtocol):
     def __init__(self, run):
         self.run = run
 
+    def connection_made(self, transport):
+        # Before subprocess_exec returns: a child that exits at once is
+        # reported while spawn() still waits for its pipes to connect.
+        self.run.transport = transport
+
     def pipe_data_received(self, fd, data):
         self.run.output.feed("out" if fd == 1 else "err", data)
 
@@ -229,7 +234,7 @@ async def spawn(output, *, argv, env, cwd=None, user=None, group=None, umask=Non
     options = {key: value for key, value in
                (("user", user), ("group", group), ("umask", umask)) if value is not None}
     try:
-        run.transport, _ = await loop.subprocess_exec(
+        await loop.subprocess_exec(
             lambda: _Protocol(run), *argv,
             stdin=asyncio.subprocess.DEVNULL if stdin is None else asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,

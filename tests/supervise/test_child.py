@@ -38,3 +38,10 @@ async def test_an_exit_status_and_a_killing_signal_are_told_apart():
 async def test_a_program_that_cannot_start_is_one_line_naming_it():
     with pytest.raises(SpawnError, match=r"^/no/such: command not found"):
         await spawn(Output("t", None), argv=["/no/such"], env={})
+
+
+async def test_a_child_that_exits_before_its_pipes_are_connected_is_still_seen_to_end():
+    # The exit can be reported while spawn() still waits for the pipes: it must
+    # not be lost (every one of these runs ends, none waits for its time limit).
+    statuses = await asyncio.gather(*(run_to_end(["true"]) for _ in range(100)))
+    assert {status for status, _ in statuses} == {(0, None)}
