@@ -8,7 +8,7 @@ from .auth.levels import level
 from .core.commands import filtered
 from .service import Session, SService, StartRefused
 from .wire.errors import CommandError
-from .wire.protocol import Shown
+from .wire.protocol import Final, Shown
 
 __version__ = "0.1.0"
-__all__ = ["CommandError", "SService", "Session", "Shown", "StartRefused", "__version__", "filtered", "level"]
+__all__ = ["CommandError", "Final", "SService", "Session", "Shown", "StartRefused", "__version__", "filtered", "level"]

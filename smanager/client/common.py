@@ -94,8 +94,9 @@ class Reply:
 
     @property
     def text(self):
-        if self.chunks:
-            return "".join(text_of(chunk) for chunk in self.chunks)
+        if self.chunks:  # and the value a stream may end with
+            return "".join(text_of(chunk) for chunk in self.chunks) + \
+                (text_of(self.value) if self.value is not None else "")
         return text_of(self.value)
 
     def __str__(self):

@@ -21,6 +21,7 @@ from typing import NamedTuple
 
 from ..service import State
 from ..wire import errors
+from ..wire.protocol import Final
 from . import eager, helptext
 from .signature import Kind
 
@@ -52,6 +53,7 @@ class Stream:
         self.label = label
         self.secret = secret  # its command takes secrets: see _failure
         self.error = None
+        self.result = None  # the value a Final chunk ended it with
         self._ended = None  # why end() was called
         self._waiting = None  # the task waiting in __anext__ for the next chunk
         # Its service's ``streams`` hold it from its first chunk until it closes (a
@@ -96,6 +98,10 @@ class Stream:
                                       self.secret))
         finally:
             self._waiting = None
+        if type(value) is Final:  # the stream's last word: no chunk, its reply's value
+            self.result = value.value
+            await self.aclose()
+            raise StopAsyncIteration
         return value
 
     async def _stop(self, error):

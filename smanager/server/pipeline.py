@@ -333,7 +333,7 @@ class Pipeline:
                 await self.flow.drain()
         finally:
             await stream.aclose()
-        self._write(self.format.end(stream.error))
+        self._write(self.format.end(stream.error, stream.result))
         self._audit(stream.error)
 
     def _audit(self, error):

@@ -8,7 +8,8 @@ never containing a newline) and there is no separator:
 1. A reply is ``{"ok": true, "result": VALUE}`` or ``{"ok": false, "error": TEXT}``;
    TEXT is the message text mode shows after ``ERROR: ``.
 2. A streaming command sends ``{"chunk": VALUE}`` per chunk, then its final
-   line as in 1 (with ``"result": null``, or the error that ended it).
+   line as in 1 (with ``"result": null``, or the value it ended with -- see
+   protocol.Final -- or the error that ended it).
 3. So every reply ends with exactly one line that has ``"ok"``.
 4. VALUE keeps the command's structure: a dict is an object, a list an array,
    a number a number, None null.  Text is what text mode would show, less its
@@ -58,8 +59,10 @@ class Json:
         return _line({}, "chunk", value)
 
     @staticmethod
-    def end(error=None):
-        return Json.error(error) if error else _STREAM_END
+    def end(error=None, result=None):
+        if error:
+            return Json.error(error)
+        return _STREAM_END if result is None else _line({"ok": True}, "result", result)
 
 
 def _line(fixed, key, value):

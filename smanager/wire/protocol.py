@@ -80,6 +80,16 @@ class Preformatted(str):
     __slots__ = ()
 
 
+class Final:
+    """What a streaming command yields last to end with a value, as a plain
+    command returns one: a run's result after its output lines."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+
 class Shown:
     """A command's value together with the text people see: text mode sends
     ``text`` (a table, say), JSON mode sends ``value`` (the rows as objects)."""
@@ -179,9 +189,13 @@ def render_reply(reply):
     return render_text(to_text(value))
 
 
-def render_end(error=None):
-    """The end of a streamed reply: an optional error line, then the separator."""
-    return render_error(error) if error else _SEPARATOR_BYTES
+def render_end(error=None, result=None):
+    """The end of a streamed reply: an error line, or the value it ended with
+    (see Final), then the separator."""
+    if error:
+        return render_error(error)
+    return render_body(to_text(result)) + _SEPARATOR_BYTES if result is not None \
+        else _SEPARATOR_BYTES
 
 
 def render_banner(service_names):
