@@ -41,9 +41,16 @@ class Proc(SService):
         self.supervisor = None
         self.problems = []
 
+    @property
+    def hook_timeout(self):
+        """start() and stop() may take as long as stopping every program does
+        (a restart stops the changed ones), sessions included, read each time."""
+        supervisor = self.supervisor or self.kept.get("supervisor")
+        return supervisor.stop_budget() if supervisor is not None else None
+
     async def start(self):
         watcher.install()  # a pidfd per child, not a thread per child (Python 3.11)
-        handed = self.kept.pop("supervisor", None)
+        handed = self.kept.get("supervisor")
         try:
             config = self._read_config()
         except SpecError as exc:
@@ -59,10 +66,12 @@ class Proc(SService):
             self.supervisor, changes = await Supervisor.claim(config, handed)
         except StateDirBusy as exc:
             raise StartRefused(str(exc)) from None
+        # Taken over only now: had anything above failed, the programs would
+        # still be in kept for the next try (restart proc) to claim.
+        self.kept.pop("supervisor", None)
         self.problems = config.problems
         for line in changes:
             log.info("proc: %s", line)
-        self._budget_stop_time()
 
     async def stop(self):
         if self.supervisor is None:
@@ -74,10 +83,6 @@ class Proc(SService):
 
     def _read_config(self):
         return read_current(self.options, self.config_file)
-
-    def _budget_stop_time(self):
-        """stop() may take each dependency level's longest stop_timeout."""
-        self.hook_timeout = self.supervisor.stop_budget()
 
     def _targets(self, name):
         if name == "all":
@@ -115,7 +120,7 @@ class Proc(SService):
         program = self._program(name)
         if stream not in ("out", "err", "both"):
             raise CommandError(f"stream must be out, err or both, not {stream!r}")
-        lines = program.output.last(max(n, 0), stream)
+        lines = program.output.last(min(max(n, 0), program.spec.log_lines), stream)
         return Shown([report.line_fields(line) for line in lines],
                      "\n".join(report.log_line(line) for line in lines))
 
@@ -176,7 +181,10 @@ class Proc(SService):
 
     async def cmd_start(self, name, timeout: float = 60):
         """Start a program (or all) and wait until it runs, or say why it did not"""
-        return await self._each(name, lambda program: program.start(timeout))
+        def start(program):
+            self.supervisor.begin_dependencies(program)  # an admin's start: FATAL ones too
+            return program.start(timeout)
+        return await self._each(name, start)
 
     async def cmd_stop(self, name):
         """Stop a program (or all), programs that depend on it first"""
@@ -189,32 +197,27 @@ class Proc(SService):
     async def cmd_restart(self, name, timeout: float = 60):
         """Stop a program (or all) and start it again; waits until it runs"""
         targets = self._targets(name)
-        await self.supervisor.stop_names(targets)
-        return await self._each(name, lambda program: program.start(timeout))
+        results, again = await self.supervisor.restart_names(targets, timeout)
+        programs = [self.supervisor.get(target) for target in targets]
+        shown = self._results(programs, results)
+        if again:
+            shown.text += f"\nstarted again: {' '.join(again)}"
+        return shown
 
     async def cmd_signal(self, name, signal):
         """Send a signal (HUP, USR1, 15...) to a program's whole process group"""
         signum = report.parse_signal(signal)
-        lines = []
-        for target in self._targets(name):
-            try:
-                self.supervisor.get(target).signal(signum)
-            except ProgramError as exc:
-                raise CommandError(str(exc)) from None
-            lines.append(f"{target}: sent {signals.Signals(signum).name}")
-        return self._said(lines)
+        return await self._each(name, lambda program: self._send(program, signum))
 
     async def cmd_reload(self, name):
         """Send a program its reload_signal (HUP unless configured)"""
-        lines = []
-        for target in self._targets(name):
-            program = self.supervisor.get(target)
-            try:
-                program.signal(program.spec.reload_signal)
-            except ProgramError as exc:
-                raise CommandError(str(exc)) from None
-            lines.append(f"{target}: sent {signals.Signals(program.spec.reload_signal).name}")
-        return self._said(lines)
+        return await self._each(name, lambda program: self._send(program,
+                                                                 program.spec.reload_signal))
+
+    @staticmethod
+    async def _send(program, signum):
+        program.signal(signum)
+        return f"{program.name}: sent {signals.Signals(signum).name}"
 
     async def cmd_run(self, template, **params):
         """Start a new session from a template (key=value parameters): its id"""
@@ -241,13 +244,16 @@ class Proc(SService):
             config = self._read_config()
         except SpecError as exc:
             raise CommandError(f"nothing changed: {exc}") from None
-        if config.state_dir != self.supervisor.config.state_dir:
-            config.problems.append(f"state_dir: still {self.supervisor.config.state_dir}: a new "
-                                   "state directory takes a restart of the server")
-            config.state_dir = self.supervisor.config.state_dir
-        changes = await self.supervisor.apply(config)
+        held = self.supervisor.statedb and self.supervisor.statedb.state_dir
+        if held and config.state_dir != held:
+            config.problems.append(f"state_dir: still {held}: a new state directory "
+                                   "takes a restart of the server")
+            config.state_dir = held
+        try:
+            changes = await self.supervisor.apply(config)
+        except StateDirBusy as exc:
+            raise CommandError(f"nothing changed: {exc}") from None
         self.problems = config.problems
-        self._budget_stop_time()
         text = "\n".join(changes + [f"problem: {line}" for line in self.problems]
                          or ["nothing changed"])
         return Shown({"changes": changes, "problems": self.problems}, text)
@@ -263,8 +269,11 @@ class Proc(SService):
     async def _each(self, name, action):
         """Act on every target at once (100 programs start in parallel)."""
         programs = [self.supervisor.get(target) for target in self._targets(name)]
-        results = await asyncio.gather(*(action(program) for program in programs),
-                                       return_exceptions=True)
+        return self._results(programs, await asyncio.gather(
+            *(_attempt(action, program) for program in programs), return_exceptions=True))
+
+    def _results(self, programs, results):
+        """Each program's line, or its ProgramError; all failed: one ERROR line."""
         lines, failed = [], []
         for program, result in zip(programs, results):
             if isinstance(result, ProgramError):
@@ -290,3 +299,8 @@ class Proc(SService):
             program = self.supervisor.programs.get(name)
             rows.append({**(report.row(program) if program else {"name": name}), "said": line})
         return Shown(rows, "\n".join(lines))
+
+
+async def _attempt(action, program):
+    """ACTION(program), awaited; a ProgramError it raises at once becomes the result."""
+    return await action(program)

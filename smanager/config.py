@@ -155,7 +155,7 @@ def read_file(path: str | Path) -> dict[str, Any]:
             settings = tomllib.load(handle)
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
     if "config_file" in settings:
         raise ConfigError(f"{path}: config_file is not a setting (it is the file's own name)")

@@ -32,6 +32,9 @@ from subprocess import SubprocessError
 
 from .orphans import process_start_time
 
+# Signals after which a CONT would undo what was asked (or is pointless).
+NO_CONT_AFTER = frozenset({signal.SIGKILL, signal.SIGCONT, signal.SIGSTOP, signal.SIGTSTP,
+                           signal.SIGTTIN, signal.SIGTTOU})
 PIPE_GRACE = 2.0  # seconds a run waits for its pipes once the leader has exited
 BASE_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             "LANG": "C.UTF-8"}
@@ -146,7 +149,7 @@ class _Group:
             os.killpg(self.pgid, signum)
         except (ProcessLookupError, PermissionError):
             return False
-        if signum not in (signal.SIGKILL, signal.SIGCONT):
+        if signum not in NO_CONT_AFTER:
             try:  # a stopped program must wake up to act on it
                 os.killpg(self.pgid, signal.SIGCONT)
             except OSError:

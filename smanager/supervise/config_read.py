@@ -16,7 +16,7 @@ Rules:
 import os
 import tomllib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import ConfigError, anchored_table, read_file
@@ -44,6 +44,7 @@ class ProcConfig:
     orphans: str  # "kill" | "adopt"
     max_sessions: int
     programs_dir: str | None
+    broken: set[str] = field(default_factory=set)  # defined, but left out for a mistake
 
 
 def default_state_dir() -> str:
@@ -61,9 +62,12 @@ def read_current(options: Mapping, config_file: str | None = None) -> "ProcConfi
     restart of proc follow edits), else ``options``."""
     if config_file:
         try:
-            options = read_file(config_file).get("service", {}).get("proc", {})
+            tables = read_file(config_file).get("service", {})
         except ConfigError as exc:
             raise SpecError(str(exc)) from None
+        options = tables.get("proc", {}) if isinstance(tables, Mapping) else None
+        if not isinstance(options, Mapping):
+            raise SpecError(f"{config_file}: [service.proc] must be a table")
     return read_proc_config(options)
 
 
@@ -86,8 +90,9 @@ def read_proc_config(options: Mapping) -> ProcConfig:
 
     config = ProcConfig({}, {}, [], state_dir, log_dir, orphans, max_sessions, programs_dir)
     tables = [(name, table) for name, table in programs.items()]
+    named = set(programs)  # every program someone defined, broken or not
     if programs_dir:
-        for name, path, table in _program_files(programs_dir, config.problems):
+        for name, path, table in _program_files(programs_dir, config.problems, named):
             if name in programs:
                 config.problems.append(f"program {name}: defined in the config and in {path}; "
                                        "the config's is used")
@@ -100,6 +105,7 @@ def read_proc_config(options: Mapping) -> ProcConfig:
             config.problems.append(str(exc))
     defined = {name for name, _ in tables}
     _leave_out_unstartable(config.programs, defined, config.problems)
+    config.broken = named - set(config.programs)
     for name, table in templates.items():
         try:
             template = parse_template(name, table, defaults, log_dir=log_dir)
@@ -121,8 +127,10 @@ def _table_of_tables(service: CheckedTable, key: str) -> Mapping:
     return value
 
 
-def _program_files(directory: str, problems: list[str]) -> Iterator[tuple[str, Path, dict]]:
-    """Each readable programs_dir/NAME.toml in name order; the rest to PROBLEMS."""
+def _program_files(directory: str, problems: list[str],
+                   named: set[str]) -> Iterator[tuple[str, Path, dict]]:
+    """Each readable programs_dir/NAME.toml in name order; the rest to PROBLEMS;
+    every NAME to NAMED."""
     folder = Path(directory)
     if not folder.is_dir():
         problems.append(f"proc: programs_dir {directory} is not a directory")
@@ -131,13 +139,14 @@ def _program_files(directory: str, problems: list[str]) -> Iterator[tuple[str, P
         name = path.name.removesuffix(".toml")
         try:
             check_name(f"proc: programs_dir: {path.name}: program", name)
+            named.add(name)
             with path.open("rb") as handle:
                 table = tomllib.load(handle)
         except SpecError as exc:
             problems.append(str(exc))
         except OSError as exc:
             problems.append(f"program {name}: cannot read {path}: {exc.strerror}")
-        except tomllib.TOMLDecodeError as exc:
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             problems.append(f"program {name}: {path} is not valid TOML: {exc}")
         else:
             yield name, path, table

@@ -16,7 +16,7 @@ import asyncio
 import os
 import signal
 
-from .statedb import Record
+from .statedb import Record, boot_id
 
 GROUP_POLL = 0.05  # seconds between two looks at a process group with no leader left
 KILL_GRACE = 1.0  # seconds a group has to vanish after KILL before we report it alive
@@ -80,6 +80,8 @@ async def sweep(records: list[Record], mode: str, *,
 async def _sweep_one(rec, mode, timeout):
     """(report line or None, adopted?) for one record."""
     who = f"{rec.name}: pid {rec.pid} ({rec.argv0})"
+    if rec.boot_id and rec.boot_id != boot_id():
+        return f"{who} was recorded before the machine restarted; forgot it", False
     try:
         # Opened before the start time is read: if that matches, the pidfd is
         # surely this process, and waiting on it cannot mistake a successor.
@@ -97,11 +99,30 @@ async def _sweep_one(rec, mode, timeout):
             return f"{who} was left running by a previous smanager; {how}", False
         if not _group_has_members(rec.pgid):
             return None, False
+        if not _group_carries(rec.pgid, rec.name):
+            return (f"{who} is gone, and process group {rec.pgid} holds no process of ours; "
+                    "left it alone"), False
         how = await _stop_group(rec.pgid, None, timeout)
         return f"{who} is gone but its process group {rec.pgid} was still running; {how}", False
     finally:
         if leader is not None:
             os.close(leader)
+
+
+def _group_carries(pgid, name):
+    """Some live member of group PGID was started by proc as program NAME (its
+    environment says so): without its leader a group id proves nothing alone."""
+    marker = f"SMANAGER_PROGRAM={name}".encode()
+    for entry in os.listdir("/proc"):
+        fields = _stat_fields(entry) if entry.isdigit() else None
+        if fields and fields[0] not in (b"Z", b"X") and int(fields[PGRP_FIELD]) == pgid:
+            try:
+                with open(f"/proc/{entry}/environ", "rb") as handle:
+                    if marker in handle.read().split(b"\0"):
+                        return True
+            except OSError:
+                continue
+    return False
 
 
 async def _stop_group(pgid, leader, timeout):

@@ -31,6 +31,7 @@ import logging
 import os
 import time
 from collections import deque
+from contextlib import suppress
 from dataclasses import dataclass
 from itertools import chain, count, islice, repeat
 
@@ -93,6 +94,7 @@ class Output:
             self.paths = {s: os.path.join(log_dir, f"{name}.{s}.log") for s in STREAMS}
         self._files = {s: LogFile(name, path, max_bytes, backups)
                        for s, path in self.paths.items()}
+        self._backups = backups
 
     def feed(self, stream, data):
         splitter = self._splitters[stream]
@@ -145,6 +147,15 @@ class Output:
         followers, self._followers = self._followers, set()
         for follower in followers:
             follower._end()
+
+    def delete_files(self):
+        """Close, and remove the log files and their rotated copies (a session
+        that is gone must not leave its logs to grow the disk forever)."""
+        self.close()
+        for path in self.paths.values():
+            for name in [path] + [f"{path}.{n}" for n in range(1, self._backups + 1)]:
+                with suppress(FileNotFoundError):
+                    os.unlink(name)
 
     def reopen(self):
         for file in self._files.values():

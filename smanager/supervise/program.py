@@ -6,8 +6,11 @@ Rules:
 1. The policy (policy.py) decides; this module only does what it decides.
    While the program should be up, one driver task loops: wait for the
    programs it depends on, spawn, become ready, wait for the end, back off.
-2. Stopping cancels the driver; the driver itself stops its run on the way
-   out, so a stop that lands mid-spawn or mid-check leaves no child behind.
+2. Stopping cancels the driver once; the driver itself stops its run on the
+   way out, so a stop that lands mid-spawn or mid-check leaves no child
+   behind.  Every stop asked meanwhile waits for that same wind-down.
+   A closed program (removed, or replaced by a new configuration) never
+   starts again.
 3. Every change of state wakes whoever waits for one (``proc start``,
    ``proc wait``), so no command polls.
 4. Times for delays come from the loop's monotonic clock; wall time is only
@@ -16,13 +19,14 @@ Rules:
 
 import asyncio
 import logging
+import signal
 import time
 
 from .child import AdoptedRun, SpawnError, environment, free_port, spawn
 from .output import Output
 from .policy import Policy, State
 from .ready import wait_ready
-from .statedb import Record
+from .statedb import Record, boot_id
 
 log = logging.getLogger("smanager.proc")
 SETTLED = {State.RUNNING, State.BACKOFF, State.EXITED, State.FATAL, State.STOPPED}
@@ -45,8 +49,11 @@ class Program:
         self.port = None
         self.waiting_for = ""  # what a STARTING program waits on, for status
         self.driver = None
+        self.closed = False
         self.stopped_how = ""
+        self._stopping = None  # the task stopping the driver, while it runs
         self._not_ready = None
+        self._run_as = {}  # how this run's program (and its cmd: check) runs
         self._change = asyncio.Event()
 
     @property
@@ -72,6 +79,8 @@ class Program:
 
     def begin(self):
         """Start supervising (autostart, start): STARTING at once, driver running."""
+        if self.closed:
+            raise ProgramError(f"{self.name} was removed or replaced; see proc list")
         if self.state in (State.STARTING, State.RUNNING, State.STOPPING):
             return
         if self.driver is not None and not self.driver.done():
@@ -96,30 +105,47 @@ class Program:
 
     async def start(self, timeout=None):
         """Start it and wait until it runs; ProgramError with why it did not."""
-        if self.state is State.STOPPING:
-            await self.wait_for({State.STOPPED, State.EXITED, State.FATAL}, timeout)
-        before = len(self.policy.history)
-        self.begin()
         try:
-            state = await self.wait_for(SETTLED - {State.STOPPED}, timeout)
+            if self.state is State.STOPPING:
+                await self.wait_for({State.STOPPED, State.EXITED, State.FATAL}, timeout)
+            before = len(self.policy.history)
+            self.begin()
+            # STOPPING or STOPPED from here on: someone stopped it meanwhile
+            state = await self.wait_for(SETTLED | {State.STOPPING}, timeout)
         except TimeoutError:
             raise ProgramError(f"{self.name} is still {self.state.value} after {timeout:g} s"
                                f"{self._waiting()}") from None
+        if state in (State.STOPPING, State.STOPPED):
+            raise ProgramError(f"{self.name} was stopped while it started")
         if state is not State.RUNNING:
             raise ProgramError(f"{self.name} {self.why_not(before)}")
         return f"{self.name}: RUNNING{self._pid_port()}"
 
     async def stop(self):
         """Stop it (the group, within stop_timeout, then KILL); how it ended."""
-        if self.state in (State.STOPPED, State.EXITED, State.FATAL) and self.run is None:
-            return f"{self.name}: already {self.state.value}"
-        self.policy.stop()
-        self.stopped_how = ""
-        self._changed()
-        if self.driver is not None:
-            self.driver.cancel()
-            await asyncio.gather(self.driver, return_exceptions=True)
+        if self._stopping is None:
+            if self.state in (State.STOPPED, State.EXITED, State.FATAL) and self.run is None:
+                return f"{self.name}: already {self.state.value}"
+            self.policy.stop()
+            self.stopped_how = ""
+            self._changed()
+            self._stopping = asyncio.get_running_loop().create_task(self._stop_driver())
+        await asyncio.shield(self._stopping)  # a second stop waits for the first (rule 2)
         return f"{self.name}: STOPPED" + (f" ({self.stopped_how})" if self.stopped_how else "")
+
+    async def _stop_driver(self):
+        try:
+            if self.driver is not None and not self.driver.done():
+                self.driver.cancel()
+                await asyncio.gather(self.driver, return_exceptions=True)
+        finally:
+            self._stopping = None
+
+    def kill_now(self):
+        """SIGKILL the group at once, without waiting: the last resort when the
+        server's time to stop has run out."""
+        if self.run is not None and self.run.alive:
+            self.run.signal(signal.SIGKILL)
 
     def signal(self, signum):
         if self.run is None or not self.run.alive:
@@ -131,7 +157,7 @@ class Program:
         """Why the latest start did not reach RUNNING, one line."""
         exits = list(self.policy.history)[since:] or list(self.policy.history)[-1:]
         if not exits:
-            return f"is {self.state.value}"
+            return "has not run yet"
         last = exits[-1]
         text = last.describe()
         if last.last_line:
@@ -185,8 +211,12 @@ class Program:
         port = free_port() if spec.port == "auto" else spec.port
         argv, env, ready = spec.expanded(port)
         try:
-            run = await spawn(self.output, argv=argv, env=environment(spec, env), cwd=spec.cwd,
-                              user=spec.user, group=spec.group, umask=spec.umask)
+            # the program and its cmd: readiness check run alike (same user, env, cwd)
+            self._run_as = {"env": environment(spec, env), "cwd": spec.cwd or "/",
+                            **{key: value for key, value in (("user", spec.user),
+                                                             ("group", spec.group))
+                               if value is not None}}
+            run = await spawn(self.output, argv=argv, umask=spec.umask, **self._run_as)
         except SpawnError as exc:
             self._ended(error=str(exc))
             return
@@ -194,7 +224,7 @@ class Program:
         self.policy.spawned(_now())
         if self.statedb is not None:  # so a start after kill -9 finds it (statedb.sweep)
             self.statedb.record(Record(spec.name, run.pid, run.pgid, run.start_time or 0,
-                                       argv[0], port, run.started))
+                                       argv[0], port, run.started, boot_id()))
         self._changed()
         becoming_ready = asyncio.get_running_loop().create_task(self._become_ready(run, ready))
         try:
@@ -213,7 +243,8 @@ class Program:
                 pass
         else:
             reason = await wait_ready(ready.kind, ready.target, interval=ready.interval,
-                                      timeout=ready.timeout, alive=lambda: run.alive)
+                                      timeout=ready.timeout, alive=lambda: run.alive,
+                                      run_as=self._run_as)
             if not run.alive:
                 return
             if reason is not None:
@@ -255,6 +286,7 @@ class Program:
         return f" ({self.waiting_for})" if self.waiting_for else ""
 
     def close(self):
+        self.closed = True
         self.output.close()
 
 

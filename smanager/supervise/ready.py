@@ -34,10 +34,12 @@ from smanager.wire.address import format_address
 MIN_INTERVAL = 0.01  # seconds: an interval of 0 must not spin
 
 
-async def check(kind: str, target: str, *, timeout: float) -> str | None:
-    """None when ready, else why not (one line)."""
+async def check(kind: str, target: str, *, timeout: float, run_as=None) -> str | None:
+    """None when ready, else why not (one line).  ``run_as``: how a cmd check
+    runs (env, cwd, user, group), as the program itself does -- never as
+    smanager, with its environment and privileges."""
     try:
-        label, probe = _probe_for(kind, target)
+        label, probe = _probe_for(kind, target, run_as or {})
     except ValueError as error:
         return f"{kind} {target}: {_phrase(str(error))}"
     try:
@@ -52,7 +54,8 @@ async def check(kind: str, target: str, *, timeout: float) -> str | None:
     return None if reason is None else f"{label}: {reason}"
 
 
-async def wait_ready(kind, target, *, interval: float, timeout: float, alive) -> str | None:
+async def wait_ready(kind, target, *, interval: float, timeout: float, alive,
+                     run_as=None) -> str | None:
     """Check every INTERVAL until ready (None), TIMEOUT passes, or the program exits."""
     is_alive = alive.is_set if hasattr(alive, "is_set") else alive
     interval = max(interval, MIN_INTERVAL)
@@ -68,7 +71,7 @@ async def wait_ready(kind, target, *, interval: float, timeout: float, alive) ->
             break
         # A check may take longer than the interval (a slow health command):
         # it is bounded by what is left of the timeout, not by the interval.
-        reason = await check(kind, target, timeout=rest)
+        reason = await check(kind, target, timeout=rest, run_as=run_as)
         if reason is None:
             return None
         if not is_alive():
@@ -93,7 +96,7 @@ def _phrase(text):
     return text[:1].lower() + text[1:]
 
 
-def _probe_for(kind, target):
+def _probe_for(kind, target, run_as):
     """(what the reasons are about, a coroutine function doing one check);
     ValueError for a target that cannot be checked."""
     if kind == "tcp":
@@ -106,7 +109,7 @@ def _probe_for(kind, target):
         argv = shlex.split(target)
         if not argv:
             raise ValueError("no command")
-        return f"cmd {target}", functools.partial(_cmd, argv)
+        return f"cmd {target}", functools.partial(_cmd, argv, run_as)
     raise ValueError("unknown readiness check (want tcp, http or cmd)")
 
 
@@ -162,10 +165,10 @@ async def _close(writer):
         pass  # a reset on close says nothing about readiness
 
 
-async def _cmd(argv):
+async def _cmd(argv, run_as):
     process = await asyncio.create_subprocess_exec(
         *argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL, start_new_session=True)
+        stderr=subprocess.DEVNULL, start_new_session=True, **run_as)
     try:
         status = await process.wait()
     finally:

@@ -36,15 +36,16 @@ def when(wall):
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(wall)) if wall else None
 
 
-def row(program, now=None):
-    """The fields of one program's line in ``proc list``."""
-    now = time.time() if now is None else now
-    run = program.run
-    up = run is not None and program.state in (State.RUNNING, State.STOPPING)
-    history = program.policy.history
+def row(program):
+    """The fields of one program's line in ``proc list``.  Uptime is from the
+    monotonic clock, so setting the wall clock does not change it."""
+    run, policy = program.run, program.policy
+    up = run is not None and program.state in (State.RUNNING, State.STOPPING) \
+        and policy.started_at is not None
+    history = policy.history
     return {"name": program.name, "state": program.state.value,
             "pid": run.pid if run is not None else None,
-            "uptime": round(now - run.started, 1) if up else None,
+            "uptime": round(_loop_now() - policy.started_at, 1) if up else None,
             "restarts": program.policy.restarts,
             "last_exit": history[-1].describe() if history else None,
             "port": program.port if run is not None else None}

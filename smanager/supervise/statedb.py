@@ -26,8 +26,9 @@ LOCK_NAME = "proc.lock"
 BUSY_TIMEOUT_MS = 5000
 SCHEMA = """CREATE TABLE IF NOT EXISTS children (
     name TEXT PRIMARY KEY, pid INTEGER NOT NULL, pgid INTEGER NOT NULL,
-    start_time INTEGER NOT NULL, argv0 TEXT NOT NULL, port INTEGER, started_at REAL NOT NULL)"""
-COLUMNS = "name, pid, pgid, start_time, argv0, port, started_at"
+    start_time INTEGER NOT NULL, argv0 TEXT NOT NULL, port INTEGER, started_at REAL NOT NULL,
+    boot_id TEXT NOT NULL DEFAULT '')"""
+COLUMNS = "name, pid, pgid, start_time, argv0, port, started_at, boot_id"
 
 
 class StateDirBusy(Exception):
@@ -45,6 +46,16 @@ class Record:
     argv0: str
     port: int | None
     started_at: float  # wall time, for people
+    boot_id: str = ""  # the boot it ran in: after a reboot every pid names someone else
+
+
+def boot_id() -> str:
+    """This boot's id (Linux): pids and start times mean something only within it."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as handle:
+            return handle.read().strip()
+    except OSError:
+        return ""
 
 
 class StateDB:
@@ -61,10 +72,14 @@ class StateDB:
             raise
 
     def record(self, rec: Record) -> None:
-        self._db.execute(f"INSERT OR REPLACE INTO children ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        if self._db is None:  # closed: the server is going; a late end needs no record
+            return
+        self._db.execute(f"INSERT OR REPLACE INTO children ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                          astuple(rec))
 
     def forget(self, name: str) -> None:
+        if self._db is None:
+            return
         self._db.execute("DELETE FROM children WHERE name = ?", (name,))
 
     def records(self) -> list[Record]:

@@ -13,14 +13,20 @@ Rules:
 3. Programs start together; each one's driver first waits for what it
    ``depends_on`` to be RUNNING (starting those that are merely stopped).
    Stopping goes the other way: dependents first, level by level.
+   A program stopped only because what it depends on was restarted is
+   started again after it.
 4. Sessions (instances of templates) are programs too, but configuration
    changes never touch them; they end with ``proc rm`` or the server.
+5. Changes to the set of programs (update, run, rm) happen one at a time
+   (``self.changing``), so two of them never interleave around their waits.
+6. A program whose new table is broken keeps running as it was configured.
 """
 
 import asyncio
 import difflib
 import logging
 
+from .child import PIPE_GRACE
 from .config_read import dependency_levels
 from .orphans import sweep
 from .policy import State
@@ -39,28 +45,30 @@ class Supervisor:
         self.sessions = set()
         self.statedb = None
         self.adopted = {}  # name -> Record of a run left by a killed smanager
+        self.changing = asyncio.Lock()  # rule 5
         self._session_number = 0
 
     @classmethod
     async def claim(cls, config, handed=None):
         """A Supervisor with ``config`` applied: the one ``handed`` over by
         the previous instance (rule 1), or a new one; and the report."""
-        if handed is not None and handed.statedb is None:
+        if handed is not None and handed.statedb is None and not handed.programs:
             handed = None  # it was idle: it holds nothing to hand over
         supervisor = handed or cls(config)
         if handed is None:
             await supervisor._open()
-        elif config.state_dir != handed.config.state_dir:
+        elif handed.statedb is not None and config.state_dir != handed.config.state_dir:
             config.problems.append(f"state_dir: still {handed.config.state_dir}: a new "
                                    "state directory takes a restart of the server")
             config.state_dir = handed.config.state_dir
         report = await supervisor.apply(config)
         return supervisor, report
 
-    async def _open(self):
-        if self.config.state_dir is None:
+    async def _open(self, state_dir=None):
+        state_dir = state_dir or self.config.state_dir
+        if state_dir is None:
             return  # idle: nothing configured, nothing on disk
-        self.statedb = StateDB(self.config.state_dir)  # StateDirBusy: rule 2
+        self.statedb = StateDB(state_dir)  # StateDirBusy: rule 2
         left = self.statedb.records()
         lines, adopted = await sweep(left, self.config.orphans)
         for line in lines:
@@ -73,13 +81,24 @@ class Supervisor:
     async def apply(self, config):
         """Make the configured programs match ``config``: add, remove, restart
         what changed, leave the rest alone.  One line per change."""
+        async with self.changing:
+            return await self._apply(config)
+
+    async def _apply(self, config):
+        if self.statedb is None and config.state_dir is not None:
+            await self._open(config.state_dir)  # idle until now: lock it before anything runs
         old = {name: program for name, program in self.programs.items()
                if name not in self.sessions}
-        new = config.programs
+        new = dict(config.programs)
+        kept = [name for name in old if name not in new and name in config.broken]
+        for name in kept:  # rule 6
+            new[name] = old[name].spec
+            config.problems.append(f"program {name}: kept running as it was configured")
         removed = [name for name in old if name not in new]
         changed = [name for name in old if name in new and old[name].spec != new[name]]
         added = [name for name in new if name not in old]
         was_up = {name for name in changed if old[name].state not in DOWN}
+        bystanders = self._up(self.dependents(changed) - set(removed) - set(changed))
         await self.stop_names(removed + changed)
         replaced = {name: self.programs.pop(name) for name in removed + changed}
         for program in replaced.values():
@@ -103,9 +122,23 @@ class Supervisor:
             log.warning("%s: adopted pid %d is not configured any more; stopping it",
                         name, record.pid)
         await self._stop_unclaimed()
+        self._begin_again(bystanders)
         return ([f"{name}: added" for name in added] + [f"{name}: removed" for name in removed]
                 + [f"{name}: changed, restarted" if name in was_up or new[name].autostart
-                   else f"{name}: changed" for name in changed])
+                   else f"{name}: changed" for name in changed]
+                + [f"{name}: restarted after {', '.join(self.programs[name].spec.depends_on)}"
+                   for name in sorted(bystanders)])
+
+    def _up(self, names):
+        return {name for name in names
+                if name in self.programs and self.programs[name].state not in DOWN}
+
+    def _begin_again(self, names):
+        """Start again the programs stopped only for what they depend on (rule 3)."""
+        for name in names:
+            program = self.programs.get(name)
+            if program is not None and not program.closed:
+                program.begin()
 
     async def _stop_unclaimed(self):
         leftovers, self.adopted = self.adopted, {}
@@ -127,6 +160,19 @@ class Supervisor:
                 program.begin()
             await program.wait_for({State.RUNNING})
 
+    def begin_dependencies(self, program, seen=None):
+        """An admin's start: start what it depends on that is down, FATAL too
+        (the admin asks for it), so the start does not wait on nothing."""
+        seen = set() if seen is None else seen
+        for name in program.spec.depends_on:
+            other = self.programs.get(name)
+            if other is None or name in seen:
+                continue
+            seen.add(name)
+            self.begin_dependencies(other, seen)
+            if other.state in DOWN:
+                other.begin()
+
     # -- commands ----------------------------------------------------------------------
 
     def get(self, name):
@@ -146,6 +192,16 @@ class Supervisor:
                     todo.add(other.name)
         return found - set(names)
 
+    async def restart_names(self, names, timeout):
+        """Stop these (and their dependents), start these, and start again the
+        dependents that were up; a line per program, ProgramErrors as values."""
+        bystanders = self._up(self.dependents(names))
+        await self.stop_names(names)
+        results = await asyncio.gather(*(self.programs[name].start(timeout) for name in names),
+                                       return_exceptions=True)
+        self._begin_again(bystanders)
+        return results, sorted(bystanders)
+
     async def stop_names(self, names):
         """Stop these programs and their dependents, dependents first (rule 3)."""
         targets = set(names) | self.dependents(names)
@@ -155,17 +211,33 @@ class Supervisor:
             lines += await asyncio.gather(*(self.programs[name].stop() for name in level))
         return lines
 
-    def stop_budget(self, margin=5.0):
-        """Seconds stopping everything may take: each level's longest stop_timeout."""
+    def stop_budget(self, margin=5.0, floor=10.0):
+        """Seconds stopping everything may take: per dependency level, its
+        longest stop_timeout and the wait for pipes; never less than ``floor``
+        (the server's default), sessions included."""
         specs = {name: program.spec for name, program in self.programs.items()}
-        return margin + sum(max(specs[name].stop_timeout for name in level)
-                            for level in dependency_levels(specs))
+        levels = dependency_levels(specs)
+        return max(floor, margin + sum(max(specs[name].stop_timeout for name in level)
+                                       + PIPE_GRACE for level in levels))
 
     async def stop_all(self):
         return await self.stop_names(list(self.programs))
 
     async def run_session(self, template_name, values, timeout):
-        """A new program from a template (PyCloud's create); its id."""
+        """A new program from a template (PyCloud's create); its id.  One that
+        does not start is removed again: the error says why."""
+        async with self.changing:
+            session_id = self._new_session(template_name, values)
+        program = self.programs[session_id]
+        try:
+            await program.start(timeout)
+        except ProgramError as exc:
+            await self.remove_session(session_id)
+            raise ProgramError(f"session {session_id} did not start and is removed: "
+                               f"{str(exc).removeprefix(session_id + ' ')}") from None
+        return session_id
+
+    def _new_session(self, template_name, values):
         template = self.config.templates.get(template_name)
         if template is None:
             raise ProgramError(no_such_program(template_name, self.config.templates, "template"))
@@ -183,25 +255,36 @@ class Supervisor:
         self._session_number = number  # ids count only the sessions that were made
         self.programs[session_id] = self._program(spec)
         self.sessions.add(session_id)
-        await self.programs[session_id].start(timeout)
         return session_id
 
     async def remove_session(self, session_id):
-        if session_id not in self.sessions:
-            raise ProgramError(no_such_program(session_id, self.sessions, "session"))
-        line = await self.programs[session_id].stop()
-        self.programs.pop(session_id).close()
-        self.sessions.discard(session_id)
-        return line.replace("STOPPED", "removed", 1)
+        """Stop a session, forget it, and delete its log files."""
+        async with self.changing:
+            if session_id not in self.sessions:
+                raise ProgramError(no_such_program(session_id, self.sessions, "session"))
+            program = self.programs[session_id]
+            line = await program.stop()
+            self.programs.pop(session_id, None)
+            self.sessions.discard(session_id)
+            program.close()
+            program.output.delete_files()
+            return line.replace("STOPPED", "removed", 1)
 
     async def close(self):
-        """The server is stopping: every program stops, then the state directory is free."""
-        await self.stop_all()
-        for program in self.programs.values():
-            program.close()
+        """The server is stopping: every program stops, then the state directory
+        is free.  If the time to stop runs out, every group left is KILLed."""
+        try:
+            await self.stop_all()
+        except asyncio.CancelledError:
+            for program in self.programs.values():
+                program.kill_now()
+            raise
+        finally:
+            for program in self.programs.values():
+                program.close()
+            if self.statedb is not None:
+                self.statedb.close()
         self.programs.clear()
-        if self.statedb is not None:
-            self.statedb.close()
 
 
 def no_such_program(name, known, kind="program"):

@@ -15,7 +15,7 @@ import pytest
 from helpers import ROOT, TIMEOUT
 
 from smanager.supervise.orphans import is_same_process, process_start_time, sweep
-from smanager.supervise.statedb import Record, StateDB, StateDirBusy
+from smanager.supervise.statedb import Record, StateDB, StateDirBusy, boot_id
 
 NO_SUCH_PID = 4194305  # above the largest pid_max Linux allows
 BLOCK_TERM_AND_CONT = ("import signal, sys; "
@@ -36,9 +36,10 @@ def spawn():
     learns of (``also``) is killed at the end if it is still the same process."""
     started, known = [], []
 
-    def start(*argv, read_line=False):
+    def start(*argv, read_line=False, env=None):
         child = subprocess.Popen(argv, start_new_session=True, stdin=subprocess.PIPE,
-                                 stdout=subprocess.PIPE if read_line else subprocess.DEVNULL)
+                                 stdout=subprocess.PIPE if read_line else subprocess.DEVNULL,
+                                 env=env)
         started.append(child)
         known.append((child.pid, process_start_time(child.pid)))
         return child
@@ -63,10 +64,14 @@ def spawn():
         child.wait(TIMEOUT)
 
 
-def record_of(pid, name="web", start_time=None):
+def record_of(pid, name="web", start_time=None, boot=None):
     """The record proc would have written for PID, a session leader."""
     return Record(name=name, pid=pid, pgid=pid, argv0="prog", port=None, started_at=time.time(),
-                  start_time=process_start_time(pid) if start_time is None else start_time)
+                  start_time=process_start_time(pid) if start_time is None else start_time,
+                  boot_id=boot_id() if boot is None else boot)
+
+
+AS_PROC_STARTS_IT = {**os.environ, "SMANAGER_PROGRAM": "web"}  # the mark proc gives its programs
 
 
 def pending_group_signals(pid):
@@ -251,7 +256,7 @@ async def test_sweep_adopt_keeps_a_leftover_leader_without_signalling_it(spawn):
 
 @pytest.mark.parametrize("mode", ["kill", "adopt"])
 async def test_sweep_stops_a_group_whose_leader_is_gone_in_either_mode(spawn, mode):
-    child = spawn("sh", "-c", "sleep 1000 & echo $!", read_line=True)
+    child = spawn("sh", "-c", "sleep 1000 & echo $!", read_line=True, env=AS_PROC_STARTS_IT)
     member = int(child.stdout.readline())
     spawn.also(member)
     rec = record_of(child.pid)
@@ -261,6 +266,28 @@ async def test_sweep_stops_a_group_whose_leader_is_gone_in_either_mode(spawn, mo
     assert adopted == []
     assert lines == [(f"web: pid {child.pid} (prog) is gone but its process group {child.pid} "
                       "was still running; stopped it with TERM")]
+
+
+async def test_sweep_leaves_alone_a_leaderless_group_that_carries_no_mark_of_ours(spawn):
+    # A daemon that forked twice and lost its leader, whose group id happens to be
+    # an old record's pgid: the id alone proves nothing.
+    child = spawn("sh", "-c", "sleep 1000 & echo $!", read_line=True)
+    member = int(child.stdout.readline())
+    spawn.also(member)
+    assert child.wait(TIMEOUT) == 0
+    lines, _ = await sweep([record_of(child.pid)], "kill")
+    assert process_start_time(member) is not None
+    assert lines == [f"web: pid {child.pid} (prog) is gone, and process group {child.pid} "
+                     "holds no process of ours; left it alone"]
+
+
+async def test_sweep_forgets_records_from_before_a_reboot_without_signalling(spawn):
+    child = spawn(sys.executable, "-c", BLOCK_TERM_AND_CONT, read_line=True)
+    assert child.stdout.readline() == b"ready\n"
+    lines, adopted = await sweep([record_of(child.pid, boot="another-boot")], "kill")
+    assert pending_group_signals(child.pid) == set() and adopted == []
+    assert lines == [f"web: pid {child.pid} (prog) was recorded before the machine restarted; "
+                     "forgot it"]
 
 
 @pytest.mark.parametrize("mode", ["kill", "adopt"])
