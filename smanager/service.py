@@ -51,11 +51,25 @@ class Session:
 
     ``peer`` is the client's address (``host:port``); ``data`` is a dict the
     service may keep anything in for as long as that client stays connected.
+    ``user`` and ``level`` say who the client is now (it may log in meanwhile):
+    a service that decides per request what a command may do reads them.
     """
 
     peer: str
     connection_id: int
     data: dict[str, Any] = field(default_factory=dict)
+    _client: Any = field(default=None, repr=False, compare=False)  # the connection's standing
+
+    @property
+    def user(self) -> str | None:
+        """The user the client logged in as, or its TLS certificate's name; None for neither."""
+        return self._client.user if self._client is not None else None
+
+    @property
+    def level(self) -> str:
+        """What the client may run now: "none" (not logged in), "read", "operate" or
+        "admin" (every client, on a server without users)."""
+        return str(self._client.level) if self._client is not None else "admin"
 
 
 class SService:

@@ -8,7 +8,8 @@ certificate's name, else ``-``), the outcome, how long it took, and the command 
 JSON text.  Blank lines are not commands and are not written.  Secrets never are:
 
 - a parameter a service marks with ``@filtered`` is written as ``FILTERED``
-  (so are ``name=value`` words for it);
+  (so are ``name=value`` words for it), and so are the words the service
+  names for one request with ``@filtered(by=...)`` (a script's secret);
 - a line that names no command (a mistyped name, a service that failed to
   load) is written as its first word, every other word ``FILTERED``: nothing
   says where its secrets are.  Its error does not echo a masked word either;
@@ -93,10 +94,12 @@ class Audit:
         target = self._catalog_of().resolve(words)
         if type(target) is str:  # no command: who knows where its secrets are
             return " ".join([words[0], *[FILTERED] * (len(words) - 1)]), words[1:]
-        if not target.command.secret:
+        command = target.command
+        if not (command.secret or command.secret_words):
             return request.line[:errors.LINE_LIMIT], ()
         prefix = words[:len(words) - len(target.words)]
-        shown = target.command.filtered(target.words, FILTERED)
+        shown = command.filtered(target.words, FILTERED,
+                                 target.service.instance if target.service else None)
         hidden = [word for word, seen in zip(target.words, shown, strict=True) if seen != word]
         return " ".join([*prefix, *shown]), hidden
 

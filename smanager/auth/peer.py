@@ -34,5 +34,6 @@ class Peer:
         after the service restarted)."""
         entry = self.sessions.get(loaded.name)
         if entry is None or entry[0] is not loaded.instance:
-            entry = self.sessions[loaded.name] = (loaded.instance, Session(self.address, self.id))
+            session = Session(self.address, self.id, _client=self)  # reads user and level here
+            entry = self.sessions[loaded.name] = (loaded.instance, session)
         return entry[1]

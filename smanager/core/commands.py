@@ -19,7 +19,9 @@
 8. ``def`` runs in a worker thread, ``async def`` on the event loop, and an
    ``async def`` that yields streams its chunks.
 9. Parameters named in ``@filtered(...)`` are secrets: the audit trail writes
-   their values as ``FILTERED``.
+   their values as ``FILTERED``.  ``@filtered(by=function)`` is for a command
+   whose secrets depend on the request (``scripts run NAME password=...``):
+   ``function(instance, words)`` names the words of a request that hold one.
 10. ``@level("read")`` or ``@level("admin")`` sets the level a command needs;
     the default is ``operate`` (see auth/levels.py).
 """
@@ -38,14 +40,20 @@ TOPLEVEL_PREFIX = "toplevel_cmd_"
 SESSION_PARAMETER = "session"
 
 
-def filtered(*names):
+def filtered(*names, by=None):
     """Mark a command's secret parameters: the audit trail never writes their values.
 
         @filtered("password")
         def cmd_set_password(self, user, password): ...
+
+    ``by``: for secrets only the request tells, ``by(instance, words)`` gives the
+    words (of those after the command's name) that hold one; a ``name=value``
+    word is written ``name=FILTERED``, any other ``FILTERED`` (every word, if it
+    raises).
     """
     def mark(function):
         function.filtered_params = frozenset(names)
+        function.secret_words = by
         return function
     return mark
 
@@ -101,6 +109,7 @@ def command_from_function(name, function, toplevel=False):
                    tuple(positional), tuple(keyword_only), rest, wants_session,
                    frozenset(getattr(function, "filtered_params", ())),
                    _level_of(function), extra,
+                   getattr(function, "secret_words", None),
                    frozenset({parameters[0].name if parameters else "self", SESSION_PARAMETER}))
 
 

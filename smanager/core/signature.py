@@ -95,6 +95,7 @@ class Command:
     secret: frozenset = frozenset()  # parameter names from @filtered
     level: levels.Level = levels.DEFAULT  # the level a connection needs to run it
     extra: bool = False  # it takes **kwargs: any other name=value goes there
+    secret_words: object = None  # (instance, words) -> the words holding secrets, from @filtered(by=)
     reserved: frozenset = frozenset({"self", "session"})  # never filled from a request
 
     @property
@@ -177,32 +178,44 @@ class Command:
                 raise
             raise ArgumentError(f"{param.metavar} must be {_TYPE_WORDS[param.kind]}") from None
 
-    def filtered(self, words, mask):
+    def filtered(self, words, mask, instance=None):
         """Request words with every secret parameter's value replaced by ``mask``.
 
         A word in order is masked if it would fill a secret parameter, or
         would have if the parameters given by name were skipped.  A request
         that does not bind has every word masked: who knows where its
-        secret went (``login user=s3cret``).
+        secret went (``login user=s3cret``).  With ``secret_words``, the
+        words it names (asked of ``instance``, the command's service) are
+        masked too: ``name=mask`` for a ``name=value`` word (every word, if
+        it fails).
         """
         try:
             self.bind(words)
             roles = [self._role(word) for word in words]
         except ArgumentError:
             return [mask] * len(words)
+        try:
+            told = set(self.secret_words(instance, tuple(words))) if self.secret_words else set()
+        except Exception:  # noqa: BLE001 - a service's bug must not write its secrets down
+            return [mask] * len(words)
         named = {param.name for role, param in roles if role == "named"}
         unnamed = [param for param in self.positional if param.name not in named]
         shown_words, loose = [], 0
         for word, (role, _) in zip(words, roles):
-            key = word.partition("=")[0]
+            key, equals, _ = word.partition("=")
             if role != "loose":
-                shown_words.append(f"{key}={mask}" if key in self.secret else word)
+                hidden = key in self.secret or word in told
+                shown_words.append(f"{key}={mask}" if hidden else word)
                 continue
             fills = [params[loose] if loose < len(params) else self.rest
                      for params in (self.positional, unnamed)]
             loose += 1
-            hidden = any(param is None or param.name in self.secret for param in fills)
-            shown_words.append(mask if hidden else word)
+            if any(param is None or param.name in self.secret for param in fills):
+                shown_words.append(mask)
+            elif word in told:
+                shown_words.append(f"{key}={mask}" if equals and key.isidentifier() else mask)
+            else:
+                shown_words.append(word)
         return shown_words
 
     def _params(self):

@@ -49,6 +49,36 @@ def test_secret_parameters_are_filtered_however_they_are_given(words, shown):
     assert command.filtered(words, "FILTERED") == shown
 
 
+class Vault:
+    secret_names = {"pin", "key"}  # what only the service knows, per request
+
+
+@filtered(by=lambda vault, words: [word for word in words[1:]
+                                   if word.partition("=")[0] in vault.secret_names])
+def cmd_run(self, *name_and_params):
+    """Runs something with parameters only the service knows"""
+
+
+def secret_words_of_broken_service(vault, words):
+    raise RuntimeError("a bug in the service")
+
+
+@pytest.mark.parametrize(("words", "shown"), [
+    (["open", "pin=1234", "door=front"], ["open", "pin=FILTERED", "door=front"]),
+    (["open", "key=k", "pin=1"], ["open", "key=FILTERED", "pin=FILTERED"]),
+    (["open"], ["open"]),
+])
+def test_secrets_only_the_request_tells_are_filtered_as_the_service_names_them(words, shown):
+    command = command_from_function("run", cmd_run)
+    assert command.filtered(words, "FILTERED", Vault()) == shown
+
+
+def test_a_service_that_fails_to_name_its_secrets_has_every_word_filtered():
+    command = command_from_function("run", filtered(by=secret_words_of_broken_service)(
+        lambda self, *words: None))
+    assert command.filtered(["open", "pin=1234"], "F", Vault()) == ["F", "F"]
+
+
 def test_a_login_line_that_does_not_bind_is_written_down_masked():
     login = commands_of(Builtins)["login"]
     assert login.filtered(["alice", "s3cret"], "F") == ["alice", "F"]

@@ -104,8 +104,11 @@ def test_the_public_surface_has_type_hints(function):
 
 
 def test_session_and_config_fields_are_typed():
-    assert typing.get_type_hints(Session) == {"peer": str, "connection_id": int,
-                                              "data": dict[str, typing.Any]}
+    public = {name: hint for name, hint in typing.get_type_hints(Session).items()
+              if not name.startswith("_")}
+    assert public == {"peer": str, "connection_id": int, "data": dict[str, typing.Any]}
+    assert typing.get_type_hints(Session.user.fget)["return"] == str | None
+    assert typing.get_type_hints(Session.level.fget)["return"] is str
     assert typing.get_type_hints(Config)["services"] == list[str]
 
 
