@@ -1,27 +1,23 @@
-"""The history of script runs: a row per run in the state database, a file per result.
+"""The history of script runs: a row per run, result included, in the state database.
 
 Rules:
 
-- ``RunHistory(dir)`` creates DIR and DIR/runs (mode 0o700) and keeps its table
-  ``runs`` in DIR/state.db, the database proc's StateDB uses: both may be open at
-  once (WAL; every write is one short autocommit statement).  A database sqlite
-  cannot use is moved aside and replaced, exactly as StateDB does.
+- ``RunHistory(dir)`` creates DIR (mode 0o700) and keeps its table ``runs`` in
+  DIR/state.db, the database proc's StateDB uses: both may be open at once (WAL;
+  every write is one short autocommit statement).  A database sqlite cannot use
+  is moved aside and replaced, exactly as StateDB does.
 - ``begin`` gives a run id that is never given again, even after pruning
-  (AUTOINCREMENT), nor after the database was replaced: a fresh table's ids start
-  above the highest result file left in DIR/runs.  Params are stored as given:
-  the caller masks secrets first.
-- ``finish`` records the end, then writes the result (a Pyjojo-shaped dict) to
-  DIR/runs/ID.json through a temporary file and a rename.  A result that cannot be
-  written is logged, not raised: the run has ended all the same.  An unknown id
-  is a KeyError.  Files are not fsynced (the history is a record for people, not
-  a ledger), so ``get`` answers ``"result": None`` for one missing or unreadable.
+  (AUTOINCREMENT).  Params are stored as given: the caller masks secrets first.
+- ``finish`` records the end and the result (a Pyjojo-shaped dict, as JSON) in
+  the same row, in one statement: a run is never ended without its result, and a
+  run costs two writes, not a file each (a file per run was a third of a trivial
+  run's cost).  An unknown id is a KeyError.  ``get`` answers ``"result": None``
+  for a run without one (running, lost) or one that cannot be read back.
 - A run's status is "running", "ok" (retcode 0), "failed" (other retcode),
   "killed" (a signal), "timed out" (killed at its timeout), or "lost" (still
   running when the server that started it died; ``mark_lost`` at start-up).
 - ``prune`` removes runs begun more than keep_days ago and those beyond the newest
-  keep_per_script of each script, never a running one, in batches: the files
-  first, then the rows, so a crash leaves rows without results, not files
-  nobody lists.
+  keep_per_script of each script, never a running one, in batches.
 """
 
 import json
@@ -36,14 +32,13 @@ log = logging.getLogger("smanager.scripts")
 # StateDB's own opener, private there: one way to open state.db and recover a broken one.
 open_or_replace = statedb._open_or_replace
 
-RUNS_DIR = "runs"
 PRUNE_BATCH = 200  # rows per DELETE: proc's writes never wait long behind ours
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS runs (
         id INTEGER PRIMARY KEY AUTOINCREMENT, script TEXT NOT NULL, user TEXT,
         params TEXT NOT NULL, started REAL NOT NULL, ended REAL, retcode INTEGER,
         signal INTEGER, timed_out INTEGER NOT NULL DEFAULT 0,
-        truncated INTEGER NOT NULL DEFAULT 0, lost INTEGER NOT NULL DEFAULT 0)""",
+        truncated INTEGER NOT NULL DEFAULT 0, lost INTEGER NOT NULL DEFAULT 0, result TEXT)""",
     "CREATE INDEX IF NOT EXISTS runs_by_script ON runs (script, id)",
     "CREATE INDEX IF NOT EXISTS runs_by_start ON runs (started)",
 )
@@ -52,7 +47,7 @@ NOT_RUNNING = "(ended IS NOT NULL OR lost)"
 
 
 class RunHistory:
-    """The runs table of DIR/state.db and the result files in DIR/runs."""
+    """The runs table of DIR/state.db."""
 
     def __init__(self, state_dir: str, *, keep_days: float = 30, keep_per_script: int = 1000,
                  clock=time.time):
@@ -61,15 +56,14 @@ class RunHistory:
         self.keep_days = keep_days
         self.keep_per_script = keep_per_script
         self._clock = clock
-        self._runs_dir = os.path.join(state_dir, RUNS_DIR)
-        # One makedirs each: it would give a parent it creates the umask's mode, not ours.
-        for private_dir in (state_dir, self._runs_dir):
-            os.makedirs(private_dir, mode=0o700, exist_ok=True)
+        os.makedirs(state_dir, mode=0o700, exist_ok=True)
         self._db = open_or_replace(os.path.join(state_dir, statedb.DB_NAME))
         try:
             for statement in SCHEMA:
                 self._db.execute(statement)
-            self._start_above_files_left()
+            columns = [row[1] for row in self._db.execute("PRAGMA table_info(runs)")]
+            if "result" not in columns:  # a table from before results were kept in it
+                self._db.execute("ALTER TABLE runs ADD COLUMN result TEXT")
         except BaseException:
             self.close()
             raise
@@ -82,15 +76,14 @@ class RunHistory:
 
     def finish(self, run_id: int, *, retcode: int | None, signal: int | None, timed_out: bool,
                truncated: bool, result: dict) -> None:
+        # A lone surrogate in a string becomes the JSON escape \udcXX, which reads back as itself.
+        text = json.dumps(result, ensure_ascii=False).encode("utf-8", "backslashreplace").decode()
         cursor = self._db.execute(
-            "UPDATE runs SET ended = ?, retcode = ?, signal = ?, timed_out = ?, truncated = ? "
-            "WHERE id = ?", (self._clock(), retcode, signal, timed_out, truncated, run_id))
+            "UPDATE runs SET ended = ?, retcode = ?, signal = ?, timed_out = ?, truncated = ?, "
+            "result = ? WHERE id = ?",
+            (self._clock(), retcode, signal, timed_out, truncated, text, run_id))
         if cursor.rowcount == 0:
             raise KeyError(f"no run {run_id} in the history")
-        try:
-            self._write_result(run_id, result)
-        except OSError as error:
-            log.warning("cannot keep the result of run %d: %s", run_id, error)
 
     def runs(self, script: str | None = None, n: int = 20) -> list[dict]:
         limit = max(n, 0)  # sqlite reads a negative LIMIT as "no limit"
@@ -102,11 +95,12 @@ class RunHistory:
         return [_run_of(row) for row in rows]
 
     def get(self, run_id: int) -> dict | None:
-        row = self._db.execute(f"SELECT {COLUMNS} FROM runs WHERE id = ?", (run_id,)).fetchone()
+        row = self._db.execute(f"SELECT {COLUMNS}, result FROM runs WHERE id = ?",
+                               (run_id,)).fetchone()
         if row is None:
             return None
-        run = _run_of(row)
-        run["result"] = self._read_result(run_id)
+        run = _run_of(row[:-1])
+        run["result"] = _result_of(run_id, row[-1])
         return run
 
     def mark_lost(self) -> int:
@@ -134,61 +128,10 @@ class RunHistory:
         """Every run SELECT_IDS (ending in LIMIT ?) finds, a batch at a time; how many."""
         removed = 0
         while ids := [run_id for (run_id,) in self._db.execute(select_ids, (*args, PRUNE_BATCH))]:
-            for run_id in ids:
-                try:
-                    os.unlink(self._result_path(run_id))
-                except FileNotFoundError:
-                    pass
             marks = ", ".join("?" * len(ids))
             self._db.execute(f"DELETE FROM runs WHERE id IN ({marks})", ids)
             removed += len(ids)
         return removed
-
-    def _start_above_files_left(self):
-        """Seed a never-used table's ids above any result file left (the database
-        was replaced), and remove temporary files a crash left mid-write."""
-        highest = 0
-        with os.scandir(self._runs_dir) as entries:
-            for entry in entries:
-                stem, _, extension = entry.name.partition(".")
-                if extension == "json.tmp":
-                    os.unlink(entry.path)
-                elif extension == "json" and stem.isdigit():
-                    highest = max(highest, int(stem))
-        used = self._db.execute("SELECT 1 FROM sqlite_sequence WHERE name = 'runs'").fetchone()
-        if highest and not used:
-            self._db.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('runs', ?)",
-                             (highest,))
-
-    def _result_path(self, run_id):
-        return os.path.join(self._runs_dir, f"{run_id}.json")
-
-    def _write_result(self, run_id, result):
-        path = self._result_path(run_id)
-        temporary = path + ".tmp"
-        # A lone surrogate in a string becomes the JSON escape \udcXX, which reads back as itself.
-        data = json.dumps(result, ensure_ascii=False).encode("utf-8", "backslashreplace")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            with open(fd, "wb") as file:
-                file.write(data)
-            os.replace(temporary, path)
-        except BaseException:
-            try:
-                os.unlink(temporary)
-            except FileNotFoundError:
-                pass
-            raise
-
-    def _read_result(self, run_id):
-        try:
-            with open(self._result_path(run_id), "rb") as file:
-                return json.loads(file.read())
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError) as error:
-            log.warning("cannot read the result of run %d: %s", run_id, error)
-            return None
 
 
 def _run_of(row):
@@ -209,3 +152,13 @@ def _run_of(row):
             "duration": None if ended is None else ended - started, "retcode": retcode,
             "signal": signal, "timed_out": bool(timed_out), "truncated": bool(truncated),
             "status": status}
+
+
+def _result_of(run_id, text):
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError as error:
+        log.warning("cannot read the result of run %d: %s", run_id, error)
+        return None

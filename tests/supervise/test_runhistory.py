@@ -1,9 +1,9 @@
-"""The scripts service's run history: rows in the shared state.db, results in files
-(real sqlite and real files in tmp_path, time from a fake clock)."""
+"""The scripts service's run history: rows, results included, in the shared state.db
+(real sqlite in tmp_path, time from a fake clock)."""
 
-import json
 import logging
 import os
+import sqlite3
 import stat
 
 import pytest
@@ -47,8 +47,11 @@ def finished_run(history, script="echo", retcode=0, signal=None, timed_out=False
     return run_id
 
 
-def result_files(state_dir):
-    return sorted(path.name for path in (state_dir / "runs").iterdir())
+def stored_results(state_dir):
+    """The run ids whose result the database holds."""
+    with sqlite3.connect(state_dir / "state.db") as db:
+        return [run_id for (run_id,) in db.execute(
+            "SELECT id FROM runs WHERE result IS NOT NULL ORDER BY id")]
 
 
 def test_a_finished_run_reads_back_with_its_params_times_and_result(history, clock):
@@ -65,11 +68,9 @@ def test_a_finished_run_reads_back_with_its_params_times_and_result(history, clo
         "result": ECHO_RESULT}
 
 
-def test_the_state_directory_and_runs_directory_are_private(history, state_dir):
+def test_the_state_directory_is_private(history, state_dir):
+    finished_run(history)
     assert stat.S_IMODE(os.stat(state_dir).st_mode) == 0o700
-    assert stat.S_IMODE(os.stat(state_dir / "runs").st_mode) == 0o700
-    run_id = finished_run(history)
-    assert stat.S_IMODE(os.stat(state_dir / "runs" / f"{run_id}.json").st_mode) == 0o600
 
 
 def test_a_running_run_has_no_end_duration_or_result(history):
@@ -131,7 +132,7 @@ def test_runs_a_dead_server_left_running_are_marked_lost_at_start_up(state_dir, 
         after.close()
 
 
-def test_prune_removes_runs_older_than_keep_days_with_their_files(history, clock, state_dir):
+def test_prune_removes_runs_older_than_keep_days_with_their_results(history, clock, state_dir):
     old = finished_run(history)
     clock.now += 29 * DAY
     recent = finished_run(history)
@@ -139,7 +140,7 @@ def test_prune_removes_runs_older_than_keep_days_with_their_files(history, clock
 
     assert history.prune() == 1
     assert [run["id"] for run in history.runs()] == [recent]
-    assert result_files(state_dir) == [f"{recent}.json"]
+    assert stored_results(state_dir) == [recent]
     assert history.get(old) is None
 
 
@@ -152,7 +153,7 @@ def test_prune_keeps_only_the_newest_runs_of_each_script_in_batches(state_dir, c
         assert history.prune() == 447
         assert [run["id"] for run in history.runs(n=100)] == deploys[::-1] + echoes[:-4:-1]
         kept = echoes[-3:] + deploys
-        assert result_files(state_dir) == sorted(f"{run_id}.json" for run_id in kept)
+        assert stored_results(state_dir) == sorted(kept)
         assert history.prune() == 0
     finally:
         history.close()
@@ -186,10 +187,8 @@ def test_run_ids_are_not_reused_after_pruning_everything(state_dir, clock):
         reopened.close()
 
 
-def test_a_garbage_state_db_is_moved_aside_and_ids_start_above_the_results_left(state_dir, clock,
-                                                                              caplog):
-    (state_dir / "runs").mkdir(parents=True)
-    (state_dir / "runs" / "41.json").write_text(json.dumps(ECHO_RESULT))
+def test_a_garbage_state_db_is_moved_aside_and_a_fresh_history_begun(state_dir, clock, caplog):
+    state_dir.mkdir(parents=True)
     (state_dir / "state.db").write_bytes(b"this is not a database" * 100)
 
     with caplog.at_level(logging.WARNING):
@@ -198,8 +197,25 @@ def test_a_garbage_state_db_is_moved_aside_and_ids_start_above_the_results_left(
         assert len(list(state_dir.glob("state.db.corrupt-*"))) == 1
         assert any("unreadable" in record.getMessage() for record in caplog.records)
         run_id = finished_run(history)
-        assert run_id == 42
         assert history.get(run_id)["status"] == "ok"
+    finally:
+        history.close()
+
+
+def test_a_table_from_before_results_were_kept_in_it_gains_the_column(state_dir, clock):
+    state_dir.mkdir(parents=True)
+    with sqlite3.connect(state_dir / "state.db") as db:
+        db.execute("CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, script TEXT NOT NULL, "
+                   "user TEXT, params TEXT NOT NULL, started REAL NOT NULL, ended REAL, "
+                   "retcode INTEGER, signal INTEGER, timed_out INTEGER NOT NULL DEFAULT 0, "
+                   "truncated INTEGER NOT NULL DEFAULT 0, lost INTEGER NOT NULL DEFAULT 0)")
+        db.execute("INSERT INTO runs (script, params, started, ended, retcode) "
+                   "VALUES ('old', '{}', 1, 2, 0)")
+    db.close()
+    history = RunHistory(str(state_dir), clock=clock)
+    try:
+        assert history.get(1)["result"] is None and history.get(1)["status"] == "ok"
+        assert history.get(finished_run(history))["result"] == ECHO_RESULT
     finally:
         history.close()
 
@@ -230,18 +246,17 @@ def test_state_db_and_run_history_share_the_directory_at_once(state_dir, clock):
         reopened.close()
 
 
-def test_a_missing_or_unreadable_result_file_is_answered_with_none(history, state_dir, caplog):
-    missing = finished_run(history)
+def test_an_unreadable_result_is_answered_with_none_and_logged(history, state_dir, caplog):
     unreadable = finished_run(history)
-    (state_dir / "runs" / f"{missing}.json").unlink()
-    (state_dir / "runs" / f"{unreadable}.json").write_text('{"retcode": 0, "std')
+    with sqlite3.connect(state_dir / "state.db") as db:
+        db.execute("UPDATE runs SET result = ? WHERE id = ?", ('{"retcode": 0, "std', unreadable))
+    db.close()
 
     with caplog.at_level(logging.WARNING, logger="smanager.scripts"):
-        assert history.get(missing)["result"] is None
         assert history.get(unreadable)["result"] is None
     assert [record.getMessage().split(":")[0] for record in caplog.records] == [
         f"cannot read the result of run {unreadable}"]
-    assert history.get(missing)["status"] == "ok"
+    assert history.get(unreadable)["status"] == "ok"
     assert history.get(12345) is None
 
 
@@ -255,35 +270,11 @@ def test_a_large_unicode_result_round_trips_byte_for_byte(history):
     assert history.get(run_id)["result"] == result
 
 
-def test_a_result_that_cannot_be_written_is_logged_and_the_end_still_recorded(history, state_dir,
-                                                                             caplog):
-    run_id = history.begin("echo", user="alice", params={})
-    (state_dir / "runs" / f"{run_id}.json.tmp").mkdir()  # opening it to write fails
-
-    with caplog.at_level(logging.WARNING, logger="smanager.scripts"):
-        history.finish(run_id, retcode=0, signal=None, timed_out=False, truncated=False,
-                       result=ECHO_RESULT)
-
-    assert [record.getMessage().split(":")[0] for record in caplog.records] == [
-        f"cannot keep the result of run {run_id}"]
-    run = history.get(run_id)
-    assert (run["status"], run["result"]) == ("ok", None)
-
-
-def test_a_temporary_file_a_crash_left_is_removed_at_start_up(state_dir, clock):
-    (state_dir / "runs").mkdir(parents=True)
-    (state_dir / "runs" / "7.json.tmp").write_text('{"retc')
-
-    RunHistory(str(state_dir), clock=clock).close()
-
-    assert result_files(state_dir) == []
-
-
 def test_finishing_an_unknown_run_is_an_error_and_writes_nothing(history, state_dir):
     with pytest.raises(KeyError, match="no run 5 in the history"):
         history.finish(5, retcode=0, signal=None, timed_out=False, truncated=False,
                        result=ECHO_RESULT)
-    assert result_files(state_dir) == []
+    assert stored_results(state_dir) == []
 
 
 @pytest.mark.parametrize("limits", [{"keep_days": 0}, {"keep_per_script": 0}])
