@@ -49,7 +49,7 @@ QUICK = 2.0  # seconds: the bound on a reply a test expects "now"
 SEP = SEPARATOR + "\n"
 SEP_LINE = SEP.encode()
 BANNER = (b"*" * 50 + b"\nService Manager\n" + b"*" * 50 + b"\nAvailable Services:\n"
-          b"-proc\n-scrapman\n-systemstatus\n-testsvc\n" + SEP_LINE)  # a default test server's
+          b"-proc\n-scrapman\n-scripts\n-systemstatus\n-testsvc\n" + SEP_LINE)  # a default test server's
 BARE_BANNER = (b"*" * 50 + b"\nService Manager\n" + b"*" * 50 + b"\nAvailable Services:\n"
                + SEP_LINE)  # a banner listing no service
 TOO_LONG = b"ERROR: line longer than 65536 bytes; closing the connection\n" + SEP_LINE
