@@ -281,3 +281,92 @@ def test_finishing_an_unknown_run_is_an_error_and_writes_nothing(history, state_
 def test_a_history_that_would_keep_nothing_is_refused(state_dir, limits):
     with pytest.raises(ValueError, match="at least one day and one run"):
         RunHistory(str(state_dir), **limits)
+
+
+class Deferred:
+    """A defer() that keeps the flush it is given until the test calls it."""
+
+    def __init__(self):
+        self.asked = []
+
+    def __call__(self, flush):
+        self.asked.append(flush)
+        return self
+
+    def cancel(self):
+        self.asked.clear()
+
+    def run(self):
+        self.asked.pop()()
+
+
+def committed(state_dir):
+    """What another connection (another process) sees: (id, ended is set)."""
+    with sqlite3.connect(state_dir / "state.db") as db:
+        rows = db.execute("SELECT id, ended IS NOT NULL FROM runs ORDER BY id").fetchall()
+    db.close()
+    return rows
+
+
+def test_deferred_writes_are_committed_together_once_per_batch(state_dir, clock):
+    defer = Deferred()
+    history = RunHistory(str(state_dir), clock=clock, defer=defer)
+    try:
+        first = finished_run(history)
+        second = history.begin("echo", user=None, params={})
+        assert len(defer.asked) == 1  # one flush asked for the whole batch
+        assert committed(state_dir) == []
+        defer.run()
+        assert committed(state_dir) == [(first, 1), (second, 0)]
+    finally:
+        history.close()
+
+
+def test_a_read_sees_every_write_before_it_though_the_batch_is_not_due(state_dir, clock):
+    defer = Deferred()
+    history = RunHistory(str(state_dir), clock=clock, defer=defer)
+    try:
+        run_id = finished_run(history)
+        assert history.get(run_id)["result"] == ECHO_RESULT
+        assert defer.asked == []  # the read flushed: nothing left to do
+    finally:
+        history.close()
+
+
+def test_close_commits_what_is_kept_and_ids_go_on_from_it(state_dir, clock):
+    history = RunHistory(str(state_dir), clock=clock, defer=Deferred())
+    run_id = finished_run(history)
+    history.close()
+    assert committed(state_dir) == [(run_id, 1)]
+    reopened = RunHistory(str(state_dir), clock=clock)
+    try:
+        assert reopened.begin("echo", user=None, params={}) == run_id + 1
+    finally:
+        reopened.close()
+
+
+def test_a_batch_sqlite_refuses_is_logged_and_dropped_and_the_next_one_committed(
+        state_dir, clock, caplog):
+    defer = Deferred()
+    history = RunHistory(str(state_dir), clock=clock, defer=defer)
+    try:
+        taken = history.begin("echo", user=None, params={})
+        with sqlite3.connect(state_dir / "state.db") as other:  # another writer took the id
+            other.execute("INSERT INTO runs (id, script, params, started) VALUES (?, 'x', '{}', 0)",
+                          (taken,))
+        other.close()
+        with caplog.at_level(logging.ERROR, logger="smanager.scripts"):
+            defer.run()
+        assert "1 write(s) to the run history were lost" in caplog.text
+        later = finished_run(history)
+        defer.run()
+        assert committed(state_dir) == [(taken, 0), (later, 1)]
+    finally:
+        history.close()
+
+
+def test_finishing_a_run_twice_is_an_error(history):
+    run_id = finished_run(history)
+    with pytest.raises(KeyError):
+        history.finish(run_id, retcode=0, signal=None, timed_out=False, truncated=False,
+                       result=ECHO_RESULT)
