@@ -30,8 +30,6 @@ import time
 from pathlib import Path
 from subprocess import SubprocessError
 
-from .orphans import process_start_time
-
 # Signals after which a CONT would undo what was asked (or is pointless).
 NO_CONT_AFTER = frozenset({signal.SIGKILL, signal.SIGCONT, signal.SIGSTOP, signal.SIGTSTP,
                            signal.SIGTTIN, signal.SIGTTOU})
@@ -114,7 +112,7 @@ class _Protocol(asyncio.SubprocessProtocol):
 class _Group:
     """A program's process group, led by ``pid``: signalled and stopped as one."""
 
-    pid = pgid = start_time = returncode = None
+    pid = pgid = returncode = None
     _done = None
 
     def __init__(self):
@@ -210,7 +208,7 @@ class AdoptedRun(_Group):
 
     def __init__(self, record):
         super().__init__()
-        self.pid, self.pgid, self.start_time = record.pid, record.pgid, record.start_time
+        self.pid, self.pgid = record.pid, record.pgid
         self.started = record.started_at
         loop = asyncio.get_running_loop()
         try:
@@ -246,7 +244,6 @@ async def spawn(output, *, argv, env, cwd=None, user=None, group=None, umask=Non
     except (OSError, ValueError, KeyError, SubprocessError) as exc:
         raise SpawnError(describe_os_error(exc, argv[0], cwd)) from None
     run.pid = run.pgid = run.transport.get_pid()
-    run.start_time = process_start_time(run.pid)
     if stdin is not None:
         pipe = run.transport.get_pipe_transport(0)
         pipe.write(stdin)  # small (a few NAME=value lines): the pipe's buffer takes it

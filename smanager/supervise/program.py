@@ -23,6 +23,7 @@ import signal
 import time
 
 from .child import AdoptedRun, SpawnError, environment, free_port, spawn
+from .orphans import process_start_time
 from .output import Output
 from .policy import Policy, State
 from .ready import wait_ready
@@ -223,7 +224,8 @@ class Program:
         self.run, self.port, self._not_ready = run, port, None
         self.policy.spawned(_now())
         if self.statedb is not None:  # so a start after kill -9 finds it (statedb.sweep)
-            self.statedb.record(Record(spec.name, run.pid, run.pgid, run.start_time or 0,
+            self.statedb.record(Record(spec.name, run.pid, run.pgid,
+                                       process_start_time(run.pid) or 0,
                                        argv[0], port, run.started, boot_id()))
         self._changed()
         becoming_ready = asyncio.get_running_loop().create_task(self._become_ready(run, ready))
