@@ -95,16 +95,23 @@ class AsyncClient(common.Endpoint):
         await self.close()
 
     async def call(self, line: str, *, timeout: float | None = None,
-                   on_chunk: Callable[[Any], None] | None = None) -> Reply:
+                   on_chunk: Callable[[Any], None] | None = None,
+                   on_text: Callable[[str], None] | None = None) -> Reply:
         """As Client.call.  A cancelled call stops the command and closes the connection."""
-        chunks = []
+        chunks, texts = [], []
         exchange = Exchange(self, line, timeout)
         try:
             async for chunk in exchange:
-                (on_chunk or chunks.append)(chunk)
+                if on_chunk is None and on_text is None:
+                    chunks.append(chunk)
+                    texts.append(exchange.chunk_text)
+                if on_chunk is not None:
+                    on_chunk(chunk)
+                if on_text is not None:
+                    on_text(exchange.chunk_text)
         finally:
             exchange.abandon()
-        return common.finish(line, exchange.final, chunks)
+        return common.finish(line, exchange.final, chunks, texts)
 
     async def run(self, *words: object, timeout: float | None = None) -> Any:
         """As Client.run: a command given as words; its value, or CommandFailed."""
@@ -204,6 +211,7 @@ class Exchange:
         self.timeout = client.timeout if timeout is None else timeout
         self.reading = False  # inside __anext__: someone is waiting for the next message
         self.final = None
+        self.chunk_text = None
         self._state = "new"  # -> "holding" (its turn, its line sent) -> "done"
 
     def __aiter__(self):
@@ -227,6 +235,7 @@ class Exchange:
         finally:
             self.reading = False
         if "chunk" in message and "ok" not in message:
+            self.chunk_text = common.text_in(message, "chunk")  # what telnet shows for it
             return message["chunk"]
         self.final = message
         self._finish()

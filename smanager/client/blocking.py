@@ -36,6 +36,7 @@ class Client(common.Endpoint):
         self._sock = None
         self._buffer = bytearray()
         self._open = None  # the exchange of the latest request, maybe unfinished
+        self._chunk_text = None  # what telnet shows for the latest chunk
 
     # -- connection ----------------------------------------------------------------
 
@@ -104,23 +105,31 @@ class Client(common.Endpoint):
     # -- requests ------------------------------------------------------------------
 
     def call(self, line: str, *, timeout: float | None = None,
-             on_chunk: Callable[[Any], None] | None = None) -> Reply:
+             on_chunk: Callable[[Any], None] | None = None,
+             on_text: Callable[[str], None] | None = None) -> Reply:
         """Send one line, wait for its whole reply.  A stream's chunks go to
-        ``on_chunk`` as they come if given, else into ``reply.chunks``.
+        ``on_chunk`` (their values) and ``on_text`` (what telnet would show) as
+        they come if either is given, else into ``reply.chunks`` and ``reply.texts``.
 
         An error reply is a Reply with ``ok`` false; the exceptions are for
         not getting a reply at all (CannotConnect, TimedOut, ConnectionLost).
         Ctrl-C (KeyboardInterrupt) stops the command on the server too.
         """
-        chunks = []
+        chunks, texts = [], []
         exchange = self._start(line, timeout)
         try:
             while True:
                 try:
                     chunk = next(exchange)
                 except StopIteration as done:
-                    return common.finish(line, done.value, chunks)
-                (on_chunk or chunks.append)(chunk)
+                    return common.finish(line, done.value, chunks, texts)
+                if on_chunk is None and on_text is None:
+                    chunks.append(chunk)
+                    texts.append(self._chunk_text)
+                if on_chunk is not None:
+                    on_chunk(chunk)
+                if on_text is not None:
+                    on_text(self._chunk_text)
         finally:
             exchange.close()
 
@@ -159,6 +168,7 @@ class Client(common.Endpoint):
         try:
             sock.sendall(data)
             while "ok" not in (message := self._message(timeout)):
+                self._chunk_text = common.text_in(message, "chunk")
                 yield message["chunk"]
             finished = True
             return message

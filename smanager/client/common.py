@@ -82,8 +82,10 @@ class Reply:
     """A server's answer to one line.
 
     ``value`` keeps the command's structure (a dict stays a dict); ``text`` is
-    what telnet would show, without the separator.  A stream's chunks are in
-    ``chunks``, unless they were handed to an ``on_chunk`` callback.
+    what telnet would show, without the separator (the server's own text for
+    a value it shows as a table, say).  A stream's chunks are in ``chunks``,
+    and their texts in ``texts``, unless they were handed to ``on_chunk`` or
+    ``on_text`` callbacks.
     """
 
     line: str
@@ -91,13 +93,15 @@ class Reply:
     value: object = None
     error: str | None = None
     chunks: list = field(default_factory=list)
+    texts: list = field(default_factory=list)
+    value_text: str | None = None  # the server's text for the value, when it sent one
 
     @property
     def text(self):
-        if self.chunks:  # and the value a stream may end with
-            return "".join(text_of(chunk) for chunk in self.chunks) + \
-                (text_of(self.value) if self.value is not None else "")
-        return text_of(self.value)
+        shown = "".join(self.texts or [text_of(chunk) for chunk in self.chunks])
+        if self.value_text is not None:
+            return shown + self.value_text
+        return shown + (text_of(self.value) if self.value is not None else "")
 
     def __str__(self):
         return self.text if self.ok else f"{self.text}ERROR: {self.error}\n"
@@ -108,6 +112,12 @@ def text_of(value):
     if isinstance(value, str):
         return value + "\n" if value else ""
     return to_text(value)
+
+
+def text_in(message, key):
+    """What telnet shows for MESSAGE[KEY]: the text the server sent beside it, if
+    it did, else the value as text."""
+    return text_of(message["text"] if "text" in message else message.get(key))
 
 
 def cannot_connect(where, exc):
@@ -244,11 +254,13 @@ def decode(raw, where):
     return message
 
 
-def finish(line, message, chunks):
+def finish(line, message, chunks, texts=()):
     """The final message of a reply -> Reply."""
+    texts = list(texts)
     if message.get("ok"):
-        return Reply(line, True, message.get("result"), None, chunks)
-    return Reply(line, False, None, str(message.get("error")), chunks)
+        shown = text_in(message, "result") if "text" in message else None
+        return Reply(line, True, message.get("result"), None, chunks, texts, shown)
+    return Reply(line, False, None, str(message.get("error")), chunks, texts)
 
 
 def terse_fields(text):

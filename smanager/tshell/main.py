@@ -31,7 +31,6 @@ import os
 import sys
 
 from ..client import Client, ClientError, fleet, placement
-from ..client.common import text_of
 from ..config import UsageError
 from . import arguments
 from .shell import RED, RESET, Shell, default_history_file
@@ -142,7 +141,8 @@ class Output:
     def run(self, client, line):
         """One command; its exit status."""
         try:
-            reply = client.call(line, on_chunk=self._chunk)
+            reply = (client.call(line, on_chunk=self._chunk) if self.as_json
+                     else client.call(line, on_text=self.write))
         except ClientError as exc:
             return self.failure(exc)
         except ValueError as exc:  # a line the client will not send: like an error reply
@@ -182,8 +182,7 @@ class Output:
         return NO_ANSWER
 
     def _chunk(self, chunk):
-        self.write(json.dumps({"chunk": chunk}, ensure_ascii=False, default=str) + "\n"
-                   if self.as_json else text_of(chunk))
+        self.write(json.dumps({"chunk": chunk}, ensure_ascii=False, default=str) + "\n")
 
     def write(self, text):
         self.stdout.write(text)

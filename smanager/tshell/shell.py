@@ -2,7 +2,8 @@
 
 - The prompt names the server (and the service in use): ``web1:10000> ``.
 - Tab completes built-ins, toplevel commands and services as the first
-  word, a service's commands after its name, and topics after ``help``.
+  word, a service's commands after its name, and topics after ``help``;
+  script names and their parameters after ``scripts run`` (scriptwords.py).
 - The greeting lists the services this connection may use: asked for with
   ``help -s`` once connected (and logged in), as the banner was sent before.
 - ``use SERVICE`` sends a bare command of that service to it (``uptime``
@@ -18,7 +19,7 @@ import contextlib
 import os
 
 from ..client import ClientError, CommandFailed
-from ..client.common import text_of
+from .scriptwords import ScriptWords
 
 LOCAL_WORDS = ("quit", "exit", "use")
 HISTORY_LENGTH = 1000
@@ -50,6 +51,7 @@ class Completer:
 
     def __init__(self, client):
         self.client = client
+        self.scripts = ScriptWords(client)
 
     def candidates(self, before_cursor, use=None):
         """Words that complete the last (partial) word of ``before_cursor``."""
@@ -59,6 +61,9 @@ class Completer:
         else:
             partial = ""
         try:
+            scripted = self.scripts.candidates(words, partial, use)
+            if scripted is not None:  # names and parameters: as the server spells them
+                return scripted
             options = self._options([word.lower() for word in words], use)
         except ClientError:  # no server to ask: nothing to offer
             return []
@@ -203,8 +208,9 @@ class Shell:
         self.use = name.lower()
 
     def _send(self, line):
-        reply = self.client.call(line, on_chunk=lambda chunk: self._write(text_of(chunk)))
+        reply = self.client.call(line, on_text=self._write)
         self._write(reply.text)
+        self.completer.scripts.sent(line)
         if not reply.ok:
             self._error(reply.error)
         elif line.split()[0].lower() == "restart":
@@ -248,4 +254,7 @@ class Shell:
             import readline
             before = readline.get_line_buffer()[:readline.get_endidx()]
             self._matches = self.completer.candidates(before, self.use)
-        return self._matches[state] + " " if state < len(self._matches) else None
+        if state >= len(self._matches):
+            return None
+        match = self._matches[state]
+        return match if match.endswith("=") else match + " "  # PARAM= is followed by its value

@@ -14,7 +14,9 @@ never containing a newline) and there is no separator:
 4. VALUE keeps the command's structure: a dict is an object, a list an array,
    a number a number, None null.  Text is what text mode would show, less its
    final newline.  A value JSON cannot hold is sent as its text.  A Shown
-   value sends its ``value`` here and its ``text`` in text mode.
+   value sends its ``value`` there and, beside it, ``"text"``: what text mode
+   shows for it (less its final newline), so a client can show people the
+   table and programs the rows.
 """
 
 import json
@@ -67,12 +69,14 @@ class Json:
 
 def _line(fixed, key, value):
     """One JSON line: the ``fixed`` fields, then ``key`` with the command's value."""
-    obj = dict(fixed)
+    obj, text = dict(fixed), None
     if isinstance(value, protocol.Shown):
-        value = value.value
+        value, text = value.value, _as_text(value.text)
     if isinstance(value, (str, bytes)):
         value = _as_text(value)
     obj[key] = value
+    if text is not None:
+        obj["text"] = text
     try:
         return (_encode(obj) + "\n").encode("utf-8", "replace")
     except Exception:  # noqa: BLE001 - NaN, a cycle, a __str__ that fails: send its text

@@ -59,9 +59,11 @@ def test_text_mode_is_the_seed_format():
     assert Text.end() == SEP_LINE
 
 
-def test_a_shown_value_is_its_table_in_text_mode_and_its_rows_in_json_mode():
-    shown = Shown([{"name": "web", "pid": 12}], "NAME  PID\nweb   12")
+def test_a_shown_value_is_its_table_in_text_mode_and_its_rows_with_the_table_in_json_mode():
+    shown = Shown([{"name": "web", "pid": 12}], "NAME  PID\nweb   12\n")
     assert Text.reply(Outcome(value=shown)) == b"NAME  PID\nweb   12\n" + SEP_LINE
     assert json.loads(Json.reply(Outcome(value=shown))) == {
-        "ok": True, "result": [{"name": "web", "pid": 12}]}
-    assert json.loads(Json.chunk(shown)) == {"chunk": [{"name": "web", "pid": 12}]}
+        "ok": True, "result": [{"name": "web", "pid": 12}], "text": "NAME  PID\nweb   12"}
+    assert json.loads(Json.chunk(shown)) == {"chunk": [{"name": "web", "pid": 12}],
+                                             "text": "NAME  PID\nweb   12"}
+    assert json.loads(Json.end(result=shown))["text"] == "NAME  PID\nweb   12"
