@@ -29,10 +29,11 @@ from .common import (
     Reply,
     TimedOut,
 )
+from .scripts import Scripts
 from .tls import tls_context
 
 __all__ = [
     "AsyncClient", "CannotConnect", "Client", "ClientError", "CommandFailed",
-    "ConnectionLost", "LoginFailed", "Reply", "TimedOut", "format_address", "parse_address",
-    "tls_context",
+    "ConnectionLost", "LoginFailed", "Reply", "Scripts", "TimedOut", "format_address",
+    "parse_address", "tls_context",
 ]

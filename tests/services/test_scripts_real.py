@@ -72,10 +72,18 @@ async def say(port, *lines, seconds=TIMEOUT):
     return reply[: -len(SEP)]
 
 
-def running_runs():
-    """{pid: script} of every script run alive now (SMANAGER_PROGRAM=scripts:NAME)."""
+def running_runs(tmp_path):
+    """{pid: script} of every script run alive now (SMANAGER_PROGRAM=scripts:NAME)
+    from TMP_PATH's scripts (not another test's, running beside this one)."""
     return {pid: program for pid, (program, _) in supervised().items()
-            if program.startswith("scripts:")}
+            if program.startswith("scripts:") and _runs_from(pid, tmp_path)}
+
+
+def _runs_from(pid, tmp_path):
+    try:
+        return str(tmp_path).encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
 
 
 def fifo(path):
@@ -113,8 +121,8 @@ async def test_a_secret_never_reaches_the_log_audit_history_or_the_scripts_envir
         await client.ask("login alice alice-pw")
         await client.send(f"scripts run login user=bob password={SECRET} token={TOKEN} "
                           f"gate={gate}\n".encode())
-        assert await until(lambda: running_runs())
-        [pid] = running_runs()
+        assert await until(lambda: running_runs(tmp_path))
+        [pid] = running_runs(tmp_path)
         environ = Path(f"/proc/{pid}/environ").read_bytes()
         assert SECRET.encode() not in environ and b"USER=bob" in environ
         os.write(held, b"go\n")
@@ -218,14 +226,14 @@ async def test_a_background_run_is_tailed_and_killed_from_other_sessions(
     watcher = await LineClient.connect(smanager.port)
     try:
         await watcher.send(f"scripts tail {run}\n".encode())
-        assert await until(lambda: running_runs())
+        assert await until(lambda: running_runs(tmp_path))
         assert await say(smanager.port, f"scripts kill {run}") == f"run {run}: killed by SIGTERM\n"
         tailed = await watcher.reply_text()
         assert re.fullmatch(r"tick\n\[scripts kill by 127\.0\.0\.1:\d+; stopped by SIGTERM\]\n"
                             r"killed by SIGTERM\n", tailed[: -len(SEP)]), tailed
     finally:
         await watcher.close()
-    assert not running_runs()
+    assert not running_runs(tmp_path)
     assert (await say(smanager.port, "scripts runs")).split("\n")[1].split()[-1] == "killed"
 
 
@@ -240,7 +248,7 @@ async def test_ctrl_c_in_telnet_stops_a_foreground_run_and_the_session_goes_on(
         await terminal.expect(b"waiting\n")
         terminal.type(b"\x03")  # Ctrl-C: telnet sends IAC IP
         await terminal.expect(b"ERROR: interrupted\n" + SEP_LINE)
-        assert await until(lambda: not running_runs())
+        assert await until(lambda: not running_runs(tmp_path))
         terminal.type(b"scripts runs\r")
         await terminal.expect(SEP_LINE)
     row = (await say(smanager.port, "scripts runs")).split("\n")[1].split()
@@ -276,7 +284,7 @@ async def test_sighup_reads_the_directory_again_and_a_run_under_way_goes_on_to_b
     try:
         watcher = await LineClient.connect(smanager.port)
         await watcher.send(f"scripts run waits gate={gate}\n".encode())
-        assert await until(lambda: running_runs())
+        assert await until(lambda: running_runs(tmp_path))
         write_scripts(tmp_path, added=sh([], "echo new\n"))
         smanager.process.send_signal(signal.SIGHUP)
         for _ in range(100):  # the server's log, up to the end of the restart
