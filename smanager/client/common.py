@@ -217,6 +217,8 @@ class Greeting:
 
     def add(self, line):
         """Take one banner line; True once the banner is complete."""
+        if not self.lines and line.startswith("ERROR: "):  # a server refusing us (a limit)
+            raise CannotConnect(f"{self.where}: {line.removeprefix('ERROR: ')[:200]}")
         if not self.lines and line != BANNER_RULE:
             raise CannotConnect(f"{self.where} is not an smanager (it said {line[:60]!r})")
         if line == SEPARATOR:

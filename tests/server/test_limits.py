@@ -20,6 +20,7 @@ from helpers import (
 )
 from helpers import config as server_config
 
+from smanager.client import AsyncClient, CannotConnect, Client
 from smanager.config import ConfigError
 from smanager.server import limits
 from smanager.server.server import Server
@@ -94,6 +95,17 @@ async def test_connections_per_address_are_capped():
         finally:
             for client in [*held, extra]:
                 await client.close()
+
+
+async def test_the_clients_say_a_refusal_in_the_servers_words(server_thread):
+    port = server_thread.start(max_connections_per_address=1)
+    with Client("127.0.0.1", port, timeout=TIMEOUT):
+        with pytest.raises(CannotConnect) as refused:
+            Client("127.0.0.1", port, timeout=TIMEOUT).connect()
+        assert str(refused.value) == (f"127.0.0.1:{port}: too many connections from 127.0.0.1 "
+                                      "(limit 1); try again later")
+        with pytest.raises(CannotConnect, match=r": too many connections from 127\.0\.0\.1"):
+            await AsyncClient("127.0.0.1", port, timeout=TIMEOUT).connect()
 
 
 async def test_admission_counts_come_back_to_zero():
