@@ -36,7 +36,8 @@ Rules:
   ")", so it comes last.  The parenthesis is an attribute list only when one of its items is an
   attribute; "host - the host (fqdn)" keeps the description Pyjojo gave it, while "(fqdn,
   required)" is a ScriptError.  A pattern must match the whole value, and the default too;
-  required and default= exclude each other.
+  required and default= exclude each other.  A pattern that can take exponential time (a
+  repeat in a repeat, regexcheck.py) is a ScriptError: matching it would stall the server.
 - Old Pyjojo reads "param: text - text to echo (required, secret)" as "text" described "text to
   echo (required, secret)", and ignores timeout and level; "lock: wait" is False to it.  But it
   splits a line at every ":" and a param at every "-" and fails its whole directory on a third
@@ -51,6 +52,8 @@ import re
 import stat
 from dataclasses import dataclass, replace
 from functools import partial
+
+from .regexcheck import nested_repeat
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MARKER = "-- jojo --"
@@ -266,6 +269,8 @@ def _param(value):
             pattern = re.compile(given["pattern"])
         except re.error as error:
             raise ScriptError(f"pattern of {name!r} is not a regular expression: {error}") from None
+        if risk := nested_repeat(given["pattern"]):
+            raise ScriptError(f"pattern of {name!r}: {risk}")
     if default is not None and "required" in given:
         raise ScriptError(f"{name!r} cannot be both required and have a default")
     if default is not None and pattern and not pattern.fullmatch(default):

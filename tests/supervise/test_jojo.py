@@ -357,3 +357,17 @@ def test_scan_does_not_enter_symlinked_folders_as_pyjojo(tmp_path):
     write(tmp_path / "scripts" / "own.sh", PYJOJO_FIXTURE_ECHO)
     scripts, problems = scan([str(tmp_path / "scripts")])
     assert (sorted(scripts), problems) == (["own"], {})
+
+
+@pytest.mark.parametrize("pattern", [r"(a+)+", r"(\w+\s?)+", r"(?:a*)*", r"(a{1,2})+",
+                                     r"((a+)+b)+", r"(?=(a+)+)x"])
+def test_a_pattern_that_can_take_exponential_time_makes_the_script_unusable(pattern):
+    with pytest.raises(ScriptError, match="repeat inside a repeat"):
+        parse_block(f"# -- jojo --\n# param: v (pattern={pattern})\n# -- jojo --\n")
+
+
+@pytest.mark.parametrize("pattern", [r"[a-z0-9-]+", r"^[a-z]+(\.[a-z]+)*$", r"(\d+\.)+\d+",
+                                     r"([a-z]+-)+", r"(foo|bar)+", r"(\w+\s?)++", r"(?>a+)+"])
+def test_a_pattern_whose_repeats_cannot_split_a_value_many_ways_is_taken(pattern):
+    block = parse_block(f"# -- jojo --\n# param: v (pattern={pattern})\n# -- jojo --\n")
+    assert block["params"][0].pattern.pattern == pattern
