@@ -265,20 +265,18 @@ def _run_words(words):
     """'NAME KEY=VALUE... [bg=true]' -> (NAME, {KEY: VALUE}, bg)."""
     if not words:
         raise CommandError("which script? scripts run NAME [KEY=VALUE...] [bg=true]")
-    given, background = {}, False
+    given = {}
     for position, word in enumerate(words[1:], 2):
         key, equals, value = word.partition("=")
         if not equals or not key:  # not quoted back: it may be a secret given without its name
             raise CommandError(f"word {position} is not KEY=VALUE: a script's parameters are named")
-        if key == "bg":
-            if value.lower() not in YES + NO:
-                raise CommandError(f"bg must be true or false, not {value!r}")
-            background = value.lower() in YES
-        elif key in given:
+        if key in given:
             raise CommandError(f"{key} given twice")
-        else:
-            given[key] = value
-    return words[0], given, background
+        given[key] = value
+    background = given.pop("bg", "false")
+    if background.lower() not in YES + NO:
+        raise CommandError(f"bg must be true or false, not {background!r}")
+    return words[0], given, background.lower() in YES
 
 
 def _listed(text):

@@ -19,6 +19,10 @@ The rules:
    waiter: the client left or pressed Ctrl-C), gives back what the run held
    and takes it out of any queue; a lock or slot handed to a waiter that was
    cancelled in the same moment is passed on, never lost.
+5. ``set_limits(max_concurrent, max_queued)`` applies from now on: slots a
+   higher max_concurrent adds go to the runs already waiting, first come
+   first served; with a lower one, slots given back are retired until the
+   runs inside are within it.
 
 asyncio.Semaphore is not used: it knows nothing of the holders and queue
 counts these rules need, and early 3.11 releases let a newcomer overtake a
@@ -138,9 +142,19 @@ class Admission:
                 self._slot_waiters.remove(turn)
             raise
 
+    def set_limits(self, max_concurrent, max_queued):
+        """New limits (rule 5)."""
+        if max_concurrent < 1 or max_queued < 0:
+            raise ValueError("max_concurrent must be at least 1 and max_queued at least 0")
+        self.max_concurrent, self.max_queued = max_concurrent, max_queued
+        while self.running < self.max_concurrent and self._slot_waiters:
+            self.running += 1  # a new slot, handed to the first waiter (or freed again)
+            self._give_slot()
+
     def _give_slot(self):
-        """Hand the slot to the first waiter still waiting, or free it."""
-        while self._slot_waiters:
+        """Hand the slot to the first waiter still waiting, or free it (retire it,
+        while more runs are inside than max_concurrent)."""
+        while self._slot_waiters and self.running <= self.max_concurrent:
             turn = self._slot_waiters.popleft()
             if not turn.done():
                 turn.set_result(None)

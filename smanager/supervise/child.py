@@ -192,10 +192,11 @@ class Run(_Group):
 
     async def _finish(self):
         await self.exited.wait()
-        try:
-            await asyncio.wait_for(self._pipes_closed.wait(), PIPE_GRACE)
-        except TimeoutError:
-            pass
+        if not self._pipes_closed.is_set():  # usually they are: no task to wait on them
+            try:
+                await asyncio.wait_for(self._pipes_closed.wait(), PIPE_GRACE)
+            except TimeoutError:
+                pass
         self.kill_leftovers()
         self.transport.close()
         return self.status()

@@ -40,6 +40,7 @@ log = logging.getLogger("smanager.scripts")
 # StateDB's own opener, private there: one way to open state.db and recover a broken one.
 open_or_replace = statedb._open_or_replace
 
+SQLITE_MAX = 2**63 - 1  # sqlite's largest integer: a bigger one cannot even be asked for
 PRUNE_BATCH = 200  # rows per DELETE: proc's writes never wait long behind ours
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS runs (
@@ -129,7 +130,7 @@ class RunHistory:
 
     def runs(self, script: str | None = None, n: int = 20) -> list[dict]:
         self.flush()
-        limit = max(n, 0)  # sqlite reads a negative LIMIT as "no limit"
+        limit = min(max(n, 0), SQLITE_MAX)  # sqlite reads a negative LIMIT as "no limit"
         if script is None:
             rows = self._db.execute(f"SELECT {COLUMNS} FROM runs ORDER BY id DESC LIMIT ?", (limit,))
         else:
@@ -138,6 +139,8 @@ class RunHistory:
         return [_run_of(row) for row in rows]
 
     def get(self, run_id: int) -> dict | None:
+        if not 0 < run_id <= SQLITE_MAX:  # ids are positive sqlite integers
+            return None
         self.flush()
         row = self._db.execute(f"SELECT {COLUMNS}, result FROM runs WHERE id = ?",
                                (run_id,)).fetchone()

@@ -164,10 +164,12 @@ class RunOutput:
         if not equals or not key:
             return False
         size = _utf8_size(key) + _utf8_size(value)
-        if self._return_bytes + size > self._cap:
+        replaced = self.return_values.get(key)  # a value reported again: its last one counts
+        freed = 0 if replaced is None else _utf8_size(key) + _utf8_size(replaced)
+        if self._return_bytes - freed + size > self._cap:
             self.truncated = True
         else:
-            self._return_bytes += size
+            self._return_bytes += size - freed
             self.return_values[key] = value
         return True
 

@@ -21,9 +21,9 @@ Rules:
 4. ``close()`` stops every live run (a queued one never starts) and waits for
    each to be recorded, then closes the history.
 5. ``adopt(settings)``: a restarted service takes these runs over; the new
-   limits apply to the runs admitted from then on (Admission hands a freed
-   slot to a waiter only one at a time, so a larger max_concurrent is reached
-   as runs end).  The state directory cannot change while runs are live.
+   limits apply at once (Admission's rule 5: a larger max_concurrent starts
+   the runs already queued first).  The state directory cannot change while
+   runs are live.
 """
 
 import asyncio
@@ -135,8 +135,7 @@ class ScriptRuns:
             settings = replace(settings, state_dir=self.settings.state_dir)
         self.settings = settings
         self.history.keep_days, self.history.keep_per_script = settings.keep_days, settings.keep_runs
-        self.admission.max_concurrent = settings.max_concurrent
-        self.admission.max_queued = settings.max_queued
+        self.admission.set_limits(settings.max_concurrent, settings.max_queued)
         return problems
 
     def start(self, script, given: dict[str, str], *, user: str | None) -> ScriptRun:

@@ -246,3 +246,36 @@ async def test_an_unknown_lock_mode_is_refused():
     with pytest.raises(ValueError, match="lock must be one of none, wait, fail"):
         async with Admission().enter("job", "True", 1):
             pass
+
+
+async def test_a_higher_limit_lets_the_waiting_runs_in_first_in_arrival_order():
+    admission = Admission(max_concurrent=1)
+    runs = Runs(admission)
+    for run_id in (1, 2, 3):
+        runs.start(run_id)
+    assert await runs.next_entered() == 1
+    await until(lambda: admission.queued == 2)
+    admission.set_limits(3, 100)
+    assert [await runs.next_entered(), await runs.next_entered()] == [2, 3]
+    runs.start(4)
+    await until(lambda: admission.queued == 1)  # the newcomer waits: all three slots are taken
+    runs.release(1)
+    assert await runs.next_entered() == 4
+    await runs.finish()
+
+
+async def test_a_lower_limit_retires_slots_as_runs_leave_until_within_it():
+    admission = Admission(max_concurrent=3)
+    runs = Runs(admission)
+    for run_id in (1, 2, 3, 4):
+        runs.start(run_id)
+    assert sorted([await runs.next_entered() for _ in range(3)]) == [1, 2, 3]
+    admission.set_limits(1, 100)
+    runs.release(1)
+    runs.release(2)
+    await until(lambda: runs.inside == 1)
+    assert admission.queued == 1 and admission.running == 1  # 3 alone: run 4 still waits
+    runs.release(3)
+    assert await runs.next_entered() == 4
+    await runs.finish()
+    assert admission.running == 0
