@@ -150,9 +150,11 @@ class ScriptRuns:
                 run.state = "running"  # its turn has come: it starts when its task runs
         except (ParamError, Busy) as exc:
             raise Refused(str(exc)) from None
-        run.id = self.history.begin(script.name, user=user, params=masked(script, values))
-        log.debug("run %d: %s by %s %s", run.id, script.name, user or "-",
-                  " ".join(f"{key}={value}" for key, value in masked(script, values).items()))
+        shown = masked(script, values)
+        run.id = self.history.begin(script.name, user=user, params=shown)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("run %d: %s by %s %s", run.id, script.name, user or "-",
+                      " ".join(f"{key}={value}" for key, value in shown.items()))
         env, stdin = environment(script, values, run.id)
         self.live[run.id] = run
         task = asyncio.get_running_loop().create_task(
