@@ -26,6 +26,9 @@ LAYERS = {
     # engines the bundled services share (supervising programs): beside the
     # core, never reaching into it, so a service's commands stay its surface
     "supervise": {"wire", "service", "config"},
+    # the monitor service's engine: collecting, storing, alerting, exporting
+    # (an exec collector runs its program through supervise's runner)
+    "metrics": {"wire", "service", "config", "supervise"},
     "core": {"wire", "service", "config", "auth"},
     "server": {"wire", "service", "config", "auth", "core"},
     "client": {"wire", "config", "auth.scram"},
@@ -36,7 +39,7 @@ LAYERS = {
 # The package's face (__init__, __main__) may import what it presents.
 ENTRY_POINTS = {"__init__": {"wire", "service", "core.commands", "auth.levels"},
                 "__main__": {"cli"}}
-BUNDLED_ENGINES = {"supervise"}  # what bundled services may use beyond the face
+BUNDLED_ENGINES = {"supervise", "metrics"}  # what bundled services may use beyond the face
 NO_IO_IN = {"wire": {"asyncio", "socket", "ssl", "selectors", "threading", "subprocess"}}
 
 
