@@ -22,13 +22,14 @@ LAYERS = {
     "wire": set(),
     "service": {"wire"},
     "config": {"wire"},
+    "collector": set(),  # the author's side of a metrics collector, as service is of a service
     "auth": {"wire", "service", "config"},
     # engines the bundled services share (supervising programs): beside the
     # core, never reaching into it, so a service's commands stay its surface
     "supervise": {"wire", "service", "config"},
     # the monitor service's engine: collecting, storing, alerting, exporting
     # (an exec collector runs its program through supervise's runner)
-    "metrics": {"wire", "service", "config", "supervise"},
+    "metrics": {"wire", "service", "config", "supervise", "collector"},
     "core": {"wire", "service", "config", "auth"},
     "server": {"wire", "service", "config", "auth", "core"},
     "client": {"wire", "config", "auth.scram"},
@@ -37,7 +38,7 @@ LAYERS = {
             "supervise"},
 }
 # The package's face (__init__, __main__) may import what it presents.
-ENTRY_POINTS = {"__init__": {"wire", "service", "core.commands", "auth.levels"},
+ENTRY_POINTS = {"__init__": {"wire", "service", "collector", "core.commands", "auth.levels"},
                 "__main__": {"cli"}}
 BUNDLED_ENGINES = {"supervise", "metrics"}  # what bundled services may use beyond the face
 NO_IO_IN = {"wire": {"asyncio", "socket", "ssl", "selectors", "threading", "subprocess"}}
