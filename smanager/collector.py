@@ -16,7 +16,8 @@ Rules (Pybix's plugin contract, made safe to leave running):
    ``NAME.metric`` (NAME: the configured name, else ``name``, else the class
    name in lower case).  A plain ``def`` runs in a worker thread; an ``async
    def`` on the event loop.
-2. Metrics named in ``counters`` are cumulative totals: the monitor stores
+2. Metrics named in ``counters`` (or whose last dotted part is, as
+   ``eth0.rx_bytes`` by ``rx_bytes``) are cumulative totals: the monitor stores
    their rate per second from two consecutive samples (nothing for the
    first, nor after the total went down: a restart of what is counted).
    ``collect()`` never sleeps to compute a rate itself.

@@ -16,12 +16,14 @@ Rules:
    the thread returns, so its ticks are skipped and counted, and no collector
    ever has two threads.  An exception is an error too, logged with its
    traceback, shown as one line; so is a result that is not {name: number}.
-4. Counters become rates per second between two consecutive samples of the
-   metric: none for the first, none when the total went down (what counts it
+4. Counters (a metric named in ``counters``, or whose last dotted part is:
+   ``eth0.rx_bytes`` by ``rx_bytes``) become rates per second between two
+   consecutive samples of the metric: none for the first, none when the total went down (what counts it
    restarted), none when the stamp did not move on.  Other values are floats
    (True is 1.0).  A NaN is kept: it says the metric could not be read.
 5. ``collect_now(name)`` runs one collector at once (``monitor collect``),
-   never beside its own run; it returns what was handed to the sink.
+   never beside its own run, its samples stamped when it ran (off the tick
+   grid); it returns what was handed to the sink.
 6. A jump of the wall clock against the monotonic one is logged once, and
    collection goes on (ClockWatch).
 7. ``status()``: per collector, for ``monitor list``: interval, last run
@@ -91,7 +93,8 @@ class Collecting:
             raise CollectError(f"{name} is collecting already")
         loop = asyncio.get_running_loop()
         entry.schedule.start(loop.time())
-        return await self._run(entry, loop.time(), self.wall())
+        wall_now = self.wall()
+        return await self._run(entry, wall_now, wall_now)  # stamped when it ran: off the grid
 
     def status(self):
         rows = []
@@ -120,7 +123,7 @@ class Collecting:
                                 entry.collector.name, jump)
                 if schedule.due(now):
                     schedule.start(now)
-                    run = loop.create_task(self._run(entry, now, wall_now))
+                    run = loop.create_task(self._run(entry, schedule.stamp(wall_now), wall_now))
                     runs.add(run)
                     run.add_done_callback(runs.discard)
                 tick = schedule.next_tick(loop.time())
@@ -128,11 +131,10 @@ class Collecting:
             for run in runs:
                 run.cancel()
 
-    async def _run(self, entry, now, wall_now):
+    async def _run(self, entry, stamp, wall_now):
         """One run, from its start to its samples in the sink (rules 3 and 4)."""
         loop = asyncio.get_running_loop()
         schedule, collector = entry.schedule, entry.collector
-        stamp = schedule.stamp(wall_now)
         entry.last_run = wall_now
         work = self._start(collector, loop)
         try:
@@ -177,7 +179,7 @@ class Collecting:
     def _hand_on(self, entry, values, stamp):
         given = {}
         for metric, value in values.items():
-            if metric in entry.collector.counters:
+            if _is_counter(metric, entry.collector.counters):
                 value = _rate(entry.previous, metric, value, stamp)
                 if value is None:
                     continue
@@ -189,6 +191,11 @@ class Collecting:
     def _failed(self, entry, text):
         entry.errors += 1
         entry.last_error = (self.wall(), text)
+
+
+def _is_counter(metric, counters):
+    """METRIC is named in COUNTERS, or its last dotted part is (eth0.rx_bytes by rx_bytes)."""
+    return metric in counters or metric.rpartition(".")[2] in counters
 
 
 def _settle(future, result, error):

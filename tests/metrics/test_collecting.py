@@ -146,7 +146,7 @@ async def test_a_collector_that_raises_records_one_line_and_keeps_its_schedule(c
         await collecting.sink_samples.of("steady.value", 4)
     [row] = [row for row in collecting.status() if row["name"] == "raises"]
     assert row["last_error"] == "OSError: connection refused" and row["errors"] >= 2
-    assert row["runs"] == row["errors"]
+    assert row["runs"] - row["errors"] in (0, 1)  # every run failed, one may be under way
     assert "collector raises failed" in caplog.text and "Traceback" in caplog.text
 
 
