@@ -102,13 +102,7 @@ class AsyncClient(common.Endpoint):
         exchange = Exchange(self, line, timeout)
         try:
             async for chunk in exchange:
-                if on_chunk is None and on_text is None:
-                    chunks.append(chunk)
-                    texts.append(exchange.chunk_text)
-                if on_chunk is not None:
-                    on_chunk(chunk)
-                if on_text is not None:
-                    on_text(exchange.chunk_text)
+                common.hand_on(chunk, exchange.chunk_text, (chunks, texts), on_chunk, on_text)
         finally:
             exchange.abandon()
         return common.finish(line, exchange.final, chunks, texts)

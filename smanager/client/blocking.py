@@ -123,13 +123,7 @@ class Client(common.Endpoint):
                     chunk = next(exchange)
                 except StopIteration as done:
                     return common.finish(line, done.value, chunks, texts)
-                if on_chunk is None and on_text is None:
-                    chunks.append(chunk)
-                    texts.append(self._chunk_text)
-                if on_chunk is not None:
-                    on_chunk(chunk)
-                if on_text is not None:
-                    on_text(self._chunk_text)
+                common.hand_on(chunk, self._chunk_text, (chunks, texts), on_chunk, on_text)
         finally:
             exchange.close()
 

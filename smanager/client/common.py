@@ -114,6 +114,19 @@ def text_of(value):
     return to_text(value)
 
 
+def hand_on(chunk, text, kept, on_chunk, on_text):
+    """A stream's chunk (and what telnet shows for it) to the caller's callbacks,
+    or, with neither, into KEPT: the (chunks, texts) of the Reply."""
+    if on_chunk is None and on_text is None:
+        kept[0].append(chunk)
+        kept[1].append(text)
+        return
+    if on_chunk is not None:
+        on_chunk(chunk)
+    if on_text is not None:
+        on_text(text)
+
+
 def text_in(message, key):
     """What telnet shows for MESSAGE[KEY]: the text the server sent beside it, if
     it did, else the value as text."""
