@@ -122,9 +122,16 @@ class SService:
     # Read-only and empty unless the server gives the instance its own table
     # (see smanager.core.roster), so no two services can share one by mistake.
     options: Mapping[str, Any] = MappingProxyType({})
+    _siblings = None  # the roster's lookup: name -> another running service, or None
     # Class-level defaults, so a subclass that forgets super().__init__() works.
     _state = State.NEW
     _background = None
+
+    def sibling(self, name: str) -> "SService | None":
+        """Another service of this server, if it is running now, else None: for a
+        service that works with another (monitor runs scripts, reads proc).  Ask
+        each time: the sibling may be restarted, as a new instance."""
+        return self._siblings(name) if self._siblings is not None else None
 
     @property
     def state(self) -> State:

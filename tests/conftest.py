@@ -1,5 +1,10 @@
 """The fixtures every folder of tests/ may use; what they are built on is in helpers.py."""
 
+import atexit
+import os
+import shutil
+import tempfile
+
 import pytest
 from helpers import (
     LineClient,
@@ -10,6 +15,13 @@ from helpers import (
     need,
     running_server,
 )
+
+
+# Every server the tests start, in this process or a child, keeps its state (the
+# monitor's samples, proc's records) in a directory of the run's own, never in the
+# host's /var/lib/smanager or ~/.local/state: systemd's variable, which smanager honours.
+os.environ["STATE_DIRECTORY"] = tempfile.mkdtemp(prefix="smanager-tests-state-")
+atexit.register(shutil.rmtree, os.environ["STATE_DIRECTORY"], True)
 
 
 @pytest.fixture

@@ -164,6 +164,13 @@ class Roster:
                     made.append(loaded)
         return made, failures
 
+    def _running(self, name):
+        """SService.sibling: service NAME's instance while it runs."""
+        loaded = self.catalog.services.get(name)
+        if loaded is None or loaded.instance.state is not State.RUNNING:
+            return None
+        return loaded.instance
+
     def _name_problem(self, name, reserved):
         if not VALID_NAME.match(name):
             return "a service name is letters, digits, '_', '.', '-' (64 at most)"
@@ -180,6 +187,7 @@ class Roster:
             instance.options = dict(self.options.get(name, {}))
             instance.config_file = self.config_file
             instance.kept = self._kept.setdefault(name, {})
+            instance._siblings = self._running
             instance.__init__()
             commands = commands_of(cls)
         except errors.SERVICE_FAILURES as exc:  # a broken service is a report

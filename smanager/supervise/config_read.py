@@ -48,6 +48,12 @@ class ProcConfig:
 
 
 def default_state_dir() -> str:
+    """smanager's own state directory: systemd's $STATE_DIRECTORY when the unit
+    sets StateDirectory= (its first entry), else /var/lib/smanager as root, else
+    $XDG_STATE_HOME/smanager (~/.local/state/smanager)."""
+    given = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    if os.path.isabs(given):
+        return given
     if os.geteuid() == 0:
         return "/var/lib/smanager"
     base = os.environ.get("XDG_STATE_HOME", "")

@@ -64,7 +64,7 @@ class StateDB:
     def __init__(self, state_dir: str):
         self.state_dir = state_dir
         os.makedirs(state_dir, mode=0o700, exist_ok=True)
-        self._lock_fd = _take_lock(state_dir)
+        self._lock_fd = take_lock(state_dir)
         try:
             self._db = _open_or_replace(os.path.join(state_dir, DB_NAME))
         except BaseException:
@@ -100,9 +100,9 @@ class StateDB:
             self._lock_fd = None
 
 
-def _take_lock(state_dir):
-    """DIR/lock, locked and holding our pid; StateDirBusy naming the holder if taken."""
-    path = os.path.join(state_dir, LOCK_NAME)
+def take_lock(state_dir, name=LOCK_NAME):
+    """DIR/NAME, locked and holding our pid; StateDirBusy naming the holder if taken."""
+    path = os.path.join(state_dir, name)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)  # not inheritable (PEP 446)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -365,17 +365,27 @@ def test_proc_with_nothing_to_run_is_idle_and_touches_no_disk():
     {"programs": {"broken": {}}}])
 def test_proc_with_something_to_run_has_a_state_dir_by_the_xdg_rule(monkeypatch, options):
     monkeypatch.setattr("os.geteuid", lambda: 1000)
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
     monkeypatch.setenv("XDG_STATE_HOME", "/xdg/state")
     config = read_proc_config(options)
     assert (config.state_dir, config.log_dir) == ("/xdg/state/smanager", "/xdg/state/smanager/logs")
 
 
 def test_the_default_state_dir_for_root_and_without_xdg(monkeypatch):
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
     monkeypatch.setenv("HOME", "/home/pat")
     monkeypatch.setenv("XDG_STATE_HOME", "relative/is/ignored")
     monkeypatch.setattr("os.geteuid", lambda: 1000)
     assert read_proc_config({"programs_dir": "/etc/none"}).state_dir == "/home/pat/.local/state/smanager"
     monkeypatch.setattr("os.geteuid", lambda: 0)
+    assert read_proc_config({"programs_dir": "/etc/none"}).state_dir == "/var/lib/smanager"
+
+
+def test_systemds_state_directory_comes_first_and_only_its_first_absolute_entry(monkeypatch):
+    monkeypatch.setattr("os.geteuid", lambda: 0)
+    monkeypatch.setenv("STATE_DIRECTORY", "/var/lib/smanager-a:/var/lib/other")
+    assert read_proc_config({"programs_dir": "/etc/none"}).state_dir == "/var/lib/smanager-a"
+    monkeypatch.setenv("STATE_DIRECTORY", "relative")
     assert read_proc_config({"programs_dir": "/etc/none"}).state_dir == "/var/lib/smanager"
 
 
