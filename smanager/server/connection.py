@@ -126,19 +126,27 @@ class Connection(asyncio.BufferedProtocol):
         framer = self.framer
         # Read per read, as a login or a change in the users file moves it.
         framer.max_line = self._line_limits[self.peer.on_probation]
-        self._take(framer.feed(data))
-        if self.lines_seen == 0 and framer.has_partial and pipeline.accepting:
-            self._maybe_oneshot(data)
-        pipeline.advance()
+        pipeline.hold()  # the replies ready by the end of this read: one write
+        try:
+            self._take(framer.feed(data))
+            if self.lines_seen == 0 and framer.has_partial and pipeline.accepting:
+                self._maybe_oneshot(data)
+            pipeline.advance()
+        finally:
+            pipeline.flush()
 
     def eof_received(self):
         if self.pipeline is None:
             return False  # refused at the door
         self._cancel_oneshot()
-        if self.pipeline.accepting:
-            self._take(self.framer.eof())
-        self.pipeline.no_more_input()
-        self.pipeline.advance()
+        self.pipeline.hold()
+        try:
+            if self.pipeline.accepting:
+                self._take(self.framer.eof())
+            self.pipeline.no_more_input()
+            self.pipeline.advance()
+        finally:
+            self.pipeline.flush()
         # Keep our side open until the replies are written (TLS cannot: asyncio
         # closes a TLS connection at the client's EOF, and warns if asked not to).
         return self.transport.get_extra_info("sslcontext") is None
@@ -188,8 +196,8 @@ class Connection(asyncio.BufferedProtocol):
             self.server.oversized_lines.warn(
                 f"{self.peer.address} sent more than {self.framer.max_line} bytes")
             self.pipeline.stop_with(errors.line_too_long(self.framer.max_line))
-        elif type(event) is framing.TelnetAnswer and not self.transport.is_closing():
-            self.transport.write(event)
+        elif type(event) is framing.TelnetAnswer:
+            self.pipeline.send(event)
 
     def _line(self, raw):
         pipeline = self.pipeline
@@ -249,8 +257,8 @@ class Connection(asyncio.BufferedProtocol):
             self.transport.abort()
         elif self.pipeline.busy:
             self.pipeline.interrupt(message)  # the command's reply is this error
-        elif not self.transport.is_closing():
-            self.transport.write(self.pipeline.format.error(message))
+        else:
+            self.pipeline.send(self.pipeline.format.error(message))
         self.pipeline.shut()
 
     def cancel_for_shutdown(self):

@@ -3,11 +3,14 @@
 1. Every line takes one path: ``Manager.answer(raw, peer)``, then its reply is
    written (and audited).  It runs at once, in the callback that read it,
    acting as the connection's one task, its worker (see core/eager.py).
-2. Only a request that has to wait (a plain command's thread, an async
+2. The replies ready by the end of one read go out in one write (``hold()``
+   ... ``flush()``, around each read), in order, at most COALESCE_BYTES held:
+   one send() for a read's worth of pipelined lines, not one per line.
+3. Only a request that has to wait (a plain command's thread, an async
    command that sleeps, a stream, a full send buffer) becomes a Job for the
    worker, and the lines behind it wait their turn.  So pipelined requests
    are answered in order, and one that finishes at once costs no task switch.
-3. The pipeline's life is a Phase, changed only by ``_enter()``, and never
+4. The pipeline's life is a Phase, changed only by ``_enter()``, and never
    backwards: OPEN (reading lines and answering them) -> ENDING (taking no
    more input: what is queued still runs, then the connection closes) ->
    CLOSED (nothing more runs).  A connection ends after the client
@@ -32,6 +35,7 @@ from .flow import Flow
 log = logging.getLogger("smanager.pipeline")
 QUEUE_HIGH, QUEUE_LOW = 256, 64  # lines waiting before we stop reading, and resume
 DRAIN = object()  # a job's work: wait until the client has read what we sent
+COALESCE_BYTES = 65536  # ready replies held for one write at most: then written at once
 
 
 class Phase(enum.IntEnum):
@@ -76,6 +80,8 @@ class Pipeline:
         self._render_reply = self.format.reply
         self.audit = audit  # an Audit, or None: then nothing here costs a thing
         self._audited = None  # (time begun, raw line) of the line being answered
+        self._held = None  # replies held for one write (rule 2); None: not holding
+        self._held_bytes = 0
 
     @property
     def accepting(self):
@@ -162,8 +168,19 @@ class Pipeline:
             self.worker.cancel()
         self.flow.lost()
 
+    def hold(self):
+        """From the callback that read a chunk: hold its ready replies for flush()."""
+        self._held, self._held_bytes = [], 0
+
+    def flush(self):
+        """Write the held replies in one go, and stop holding."""
+        held, self._held = self._held, None
+        if held and not self.transport.is_closing():
+            self.transport.write(held[0] if len(held) == 1 else b"".join(held))
+
     def close(self):
         """Close the connection now; nothing more runs."""
+        self.flush()  # what was answered is sent before the close
         self._enter(Phase.CLOSED)  # closing may read the client's last bytes: they run nothing
         tls.close(self.transport)
 
@@ -199,7 +216,7 @@ class Pipeline:
             if flow.held and len(queue) <= QUEUE_LOW:
                 flow.start_reading("queue")
             if type(item) is StopWith:
-                self._write(self.format.error(item.error))
+                self.send(self.format.error(item.error))
                 return
             work = self._begin(item)
             if work is not None:
@@ -208,8 +225,7 @@ class Pipeline:
     def _begin(self, raw):
         """Answer one line; write its reply if done, else return the work left to do.
 
-        (Every line passes here, so it writes straight to the transport: its
-        caller has made sure the transport is not closing.)
+        (Its caller has made sure the transport is not closing.)
         """
         if self.audit is not None:
             self._audited = (time.time(), raw)
@@ -217,7 +233,7 @@ class Pipeline:
         if type(outcome) is Outcome and outcome.stream is None:
             if outcome.mode is not None:
                 self._switch(outcome.mode)
-            self.transport.write(self._render_reply(outcome))
+            self.send(self._render_reply(outcome))
             if self._audited is not None:
                 self._audit(outcome.error)
             if outcome.close or outcome.error is not None and self.peer.on_probation:
@@ -308,7 +324,7 @@ class Pipeline:
                 if outcome.stream is not None:
                     await self._send_stream(outcome.stream)
                 else:
-                    self._write(self._render_reply(outcome))
+                    self.send(self._render_reply(outcome))
                     self._audit(outcome.error)
                 self._after(outcome.close,
                             outcome.error or outcome.stream and outcome.stream.error)
@@ -318,7 +334,7 @@ class Pipeline:
                 raise  # the connection is gone
             asyncio.current_task().uncancel()
             error = job.cancel_reason or errors.CANCELLED
-            self._write(self.format.error(error))
+            self.send(self.format.error(error))
             self._audit(error)
             self._after(False, error)  # an error: the end for a connection on probation
         finally:
@@ -329,11 +345,11 @@ class Pipeline:
     async def _send_stream(self, stream):
         try:
             async for value in stream:
-                self._write(self.format.chunk(value))
+                self.send(self.format.chunk(value))
                 await self.flow.drain()
         finally:
             await stream.aclose()
-        self._write(self.format.end(stream.error, stream.result))
+        self.send(self.format.end(stream.error, stream.result))
         self._audit(stream.error)
 
     def _audit(self, error):
@@ -344,6 +360,15 @@ class Pipeline:
 
     # -- output ------------------------------------------------------------------
 
-    def _write(self, data):
-        if not self.transport.is_closing():
-            self.transport.write(data)
+    def send(self, data):
+        """Every byte for the client goes out here, in order (rule 2)."""
+        held = self._held
+        if held is None:
+            if not self.transport.is_closing():
+                self.transport.write(data)
+            return
+        held.append(data)
+        self._held_bytes += len(data)
+        if self._held_bytes >= COALESCE_BYTES:  # bounded: write now, keep holding
+            self.flush()
+            self.hold()

@@ -1,0 +1,64 @@
+"""Replies ready by the end of a read go out together: one write for a read's worth
+of pipelined lines, in order; a reply that must wait still goes out when ready; and the
+bytes held for one write are bounded."""
+
+import asyncio
+
+from helpers import SEP, TIMEOUT, LineClient, rev_server, the_connection
+
+from smanager.server.pipeline import COALESCE_BYTES
+
+
+class CountingTransport:
+    """The connection's transport, counting the pipeline's writes."""
+
+    def __init__(self, real):
+        self.real, self.writes = real, []
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+    def write(self, data):
+        self.writes.append(len(data))
+        self.real.write(data)
+
+
+async def counted_client(server):
+    client = await LineClient.connect(server.address[1])
+    await client.ask("rev say warm")
+    pipeline = the_connection(server).pipeline
+    pipeline.transport = counting = CountingTransport(pipeline.transport)
+    return client, counting
+
+
+async def test_the_replies_of_one_read_go_out_in_one_write_in_order():
+    async with rev_server() as server:
+        client, counting = await counted_client(server)
+        await client.send("".join(f"rev say {n}\n" for n in range(20)).encode())
+        replies = await client.replies(20)
+        assert replies == [f"{n}\n{SEP}" for n in range(20)]
+        assert counting.writes == [sum(len(reply) for reply in replies)]
+        await client.close()
+
+
+async def test_a_reply_that_waits_goes_out_when_ready_after_those_before_it():
+    async with rev_server() as server:
+        client, counting = await counted_client(server)
+        await client.send(b"rev say a\nrev say b\ntestsvc sleep 0.05\nrev say c\n")
+        assert await client.replies(4) == [f"a\n{SEP}", f"b\n{SEP}", f"slept 0.05\n{SEP}",
+                                           f"c\n{SEP}"]
+        assert len(counting.writes) == 3  # a and b together; the sleep; c, answered after it
+        await client.close()
+
+
+async def test_the_bytes_held_for_one_write_are_bounded():
+    async with rev_server() as server:
+        client, counting = await counted_client(server)
+        word = "x" * 1000
+        lines = 200  # about 200 KB of replies from one 200 KB read, or a few reads
+        await client.send("".join(f"rev say {word}\n" for _ in range(lines)).encode())
+        async with asyncio.timeout(TIMEOUT):
+            replies = await client.replies(lines)
+        assert replies == [f"{word}\n{SEP}"] * lines
+        assert max(counting.writes) < COALESCE_BYTES + 1100  # one reply past the bound at most
+        await client.close()
