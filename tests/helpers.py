@@ -49,7 +49,7 @@ QUICK = 2.0  # seconds: the bound on a reply a test expects "now"
 SEP = SEPARATOR + "\n"
 SEP_LINE = SEP.encode()
 BANNER = (b"*" * 50 + b"\nService Manager\n" + b"*" * 50 + b"\nAvailable Services:\n"
-          b"-proc\n-scrapman\n-scripts\n-systemstatus\n-testsvc\n" + SEP_LINE)  # a default test server's
+          b"-monitor\n-proc\n-scrapman\n-scripts\n-systemstatus\n-testsvc\n" + SEP_LINE)  # a default test server's
 BARE_BANNER = (b"*" * 50 + b"\nService Manager\n" + b"*" * 50 + b"\nAvailable Services:\n"
                + SEP_LINE)  # a banner listing no service
 TOO_LONG = b"ERROR: line longer than 65536 bytes; closing the connection\n" + SEP_LINE
@@ -392,6 +392,43 @@ async def read_steadily(reader, rate, want):
             break
         total += len(data)
     return total
+
+
+async def start_daemon(argv, ready_text):
+    """A real server (redis-server, nginx...) started from ARGV once its output showed
+    READY_TEXT, within TIMEOUT; stopped if it never did."""
+    server = await asyncio.create_subprocess_exec(
+        *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT)
+    try:
+        async with asyncio.timeout(TIMEOUT):
+            while ready_text not in (line := await server.stdout.readline()):
+                assert line, f"{argv[0]} exited before it was ready"
+    except BaseException:
+        await stop_daemon(server)
+        raise
+    return server
+
+
+async def stop_daemon(server):
+    """TERM, then KILL after TIMEOUT; reaped either way."""
+    if server.returncode is None:
+        server.terminate()
+        try:
+            async with asyncio.timeout(TIMEOUT):
+                await server.wait()
+        except TimeoutError:
+            server.kill()
+            await server.wait()
+
+
+@contextlib.asynccontextmanager
+async def running_daemon(argv, ready_text):
+    server = await start_daemon(argv, ready_text)
+    try:
+        yield server
+    finally:
+        await stop_daemon(server)
 
 
 def closed_port():

@@ -58,7 +58,8 @@ def format_duration(seconds):
     return f"{seconds:g}s"
 
 
-def _number(word, text):
+def finite_number(word, text):
+    """TEXT as a finite float; ValueError naming WORD."""
     try:
         value = float(text)
     except ValueError:
@@ -103,7 +104,7 @@ def parse_rule(words):
         raise ValueError(f"{metric!r} is not a metric name; an alert starts with one")
     if op not in OPERATORS:
         raise ValueError(f"{op!r} is not an operator (use {' '.join(OPERATORS)})")
-    fields = {"threshold": _number(f"threshold {threshold_word!r}", threshold_word)}
+    fields = {"threshold": finite_number(f"threshold {threshold_word!r}", threshold_word)}
     for word in options:
         key, equals, text = word.partition("=")
         if not equals or key not in ("for", "clear", "repeat", "action"):
@@ -115,7 +116,7 @@ def parse_rule(words):
                 raise ValueError(f"{word} must be a whole number of samples, 1 or more")
             fields["for_samples"] = int(text)
         elif key == "clear":
-            fields["clear"] = _number(word, text)
+            fields["clear"] = finite_number(word, text)
         elif key == "repeat":
             fields["repeat"] = duration(text)
         else:

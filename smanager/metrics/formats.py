@@ -249,6 +249,9 @@ def field_named_value(base):
 
 
 def escape_influx(text, specials):
+    """TEXT for line protocol: SPECIALS and backslashes escaped; a line break, which the
+    protocol cannot carry at all, becomes a space (a label from a Prometheus text may hold one)."""
+    text = text.replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
     return re.sub(f"([\\\\{specials}])", r"\\\1", text)
 
 

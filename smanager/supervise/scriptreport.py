@@ -61,7 +61,7 @@ def scripts_table(scripts, problems, idle_text):
         return Shown([], idle_text)
     rows = [[script.name, script.description or "-", ",".join(script.tags) or "-"]
             for script in scripts]
-    lines = _aligned([["NAME", "DESCRIPTION", "TAGS"]] + rows) if rows else ["no scripts"]
+    lines = aligned([["NAME", "DESCRIPTION", "TAGS"]] + rows) if rows else ["no scripts"]
     lines += [f"unusable: {name}: {why}" for name, why in sorted(problems.items())]
     return Shown([script.metadata() for script in scripts], "\n".join(lines))
 
@@ -94,7 +94,7 @@ def runs_table(rows):
         status = row["status"] + (" (truncated)" if row["truncated"] else "")
         cells.append([str(row["id"]), row["script"], row["user"] or "-", when(row["started"]),
                       _duration(row["duration"]), status])
-    return Shown(rows, "\n".join(_aligned(cells)))
+    return Shown(rows, "\n".join(aligned(cells)))
 
 
 def run_header(row):
@@ -125,7 +125,7 @@ def _duration(seconds):
     return f"{seconds:.1f}s" if seconds < 60 else span(seconds)
 
 
-def _aligned(cells):
+def aligned(cells):
     widths = [max(len(line[i]) for line in cells) for i in range(len(cells[0]) - 1)]
     return [TABLE_GAP.join([cell.ljust(width) for cell, width in zip(line, widths)]
                            + [line[-1]]).rstrip() for line in cells]

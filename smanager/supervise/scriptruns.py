@@ -73,13 +73,14 @@ class Settings:
     keep_runs: int = 1000
 
 
-def current_table(options: Mapping, config_file: str | None = None) -> Mapping:
-    """The [service.scripts] table as it is now: re-read from the server's config
-    file when there is one (so a restart of scripts follows edits), else OPTIONS."""
+def current_table(options: Mapping, config_file: str | None = None,
+                  service: str = "scripts") -> Mapping:
+    """The [service.SERVICE] table as it is now: re-read from the server's config
+    file when there is one (so a restart of the service follows edits), else OPTIONS."""
     if not config_file:
         return options
     try:
-        return read_file(config_file).get("service", {}).get("scripts", {})
+        return read_file(config_file).get("service", {}).get(service, {})
     except ConfigError as exc:
         raise SpecError(str(exc)) from None
 

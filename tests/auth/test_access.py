@@ -68,7 +68,7 @@ async def test_each_level_runs_what_it_reaches_and_is_told_what_it_does_not(clos
         "ERROR: 'restart' needs the admin level; bob has operate\n" + SEP
     assert "user=bob denied 'restart' (needs admin)" in caplog.text
     assert (await ask_core(closed, "help -s", carol)).startswith(
-        "TOP: hostname\nSERVICES: proc scrapman scripts systemstatus\nCOMMANDS: help login\n")
+        "TOP: hostname\nSERVICES: monitor proc scrapman scripts systemstatus\nCOMMANDS: help login\n")
     assert await ask_core(closed, "help -s systemstatus", carol) == \
         "COMMANDS: help disk load memory uptime hostname\nTOP: hostname\n" + SEP
 

@@ -201,7 +201,7 @@ def test_starts_logs_its_real_port_and_serves(server_process):
     assert any(f"listening on 127.0.0.1:{server.port}" in line for line in server.log)
     assert ask(server.port, "help -s") == (
         "TOP: captest capture_at scrapfreq startcap stopcap hostname\n"
-        "SERVICES: proc scrapman scripts systemstatus\nCOMMANDS: help kill restart\n" + SEP)
+        "SERVICES: monitor proc scrapman scripts systemstatus\nCOMMANDS: help kill restart\n" + SEP)
 
 
 def test_service_directories(server_process):
@@ -261,7 +261,7 @@ def test_pip_install_gives_smanager_and_tshell_commands_with_the_bundled_service
         [sys.executable, "-c", "import smanager, sys; print(smanager.__file__)"],
         env={"PYTHONPATH": str(target)}, cwd=tmp_path, capture_output=True, text=True)
     assert server_file.stdout.startswith(str(target))
-    assert ask(server.port, "help -s").split("\n")[1] == "SERVICES: proc scrapman scripts systemstatus"
+    assert ask(server.port, "help -s").split("\n")[1] == "SERVICES: monitor proc scrapman scripts systemstatus"
     # ...and a tshell command that talks to it.
     one_shot = subprocess.run(
         [str(target / "bin" / "tshell"), f"127.0.0.1:{server.port}", "-c", "systemstatus echo hi"],

@@ -26,7 +26,7 @@ async def test_async_client_calls_streams_and_indexes():
     async with running_server() as server, AsyncClient("127.0.0.1", server.address[1]) as client:
         assert (await client.call("testsvc add 2 3")).value == 5
         assert [chunk async for chunk in client.stream("testsvc count 3")] == [1, 2, 3]
-        assert await client.services() == ["proc", "scrapman", "scripts", "systemstatus", "testsvc"]
+        assert await client.services() == ["monitor", "proc", "scrapman", "scripts", "systemstatus", "testsvc"]
         assert "uptime" in await client.commands("systemstatus")
         reply = await client.call("nosuch")
         assert not reply.ok and reply.error == "unknown command 'nosuch' (try 'help')"

@@ -35,7 +35,7 @@ from smanager.wire.protocol import unescape_body
 
 def test_call_returns_text_value_and_success(port):
     with Client("127.0.0.1", port) as client:
-        assert client.banner_services == ["proc", "scrapman", "scripts", "systemstatus", "testsvc"]
+        assert client.banner_services == ["monitor", "proc", "scrapman", "scripts", "systemstatus", "testsvc"]
         reply = client.call("systemstatus echo hello   world")
         assert (reply.ok, reply.value, reply.text, reply.error) == \
             (True, "hello world", "hello world\n", None)
@@ -95,7 +95,7 @@ def test_the_help_index_is_cached_until_refresh(server_thread):
     port = server_thread.start()
     client = Client("127.0.0.1", port)
     try:
-        assert client.services() == ["proc", "scrapman", "scripts", "systemstatus", "testsvc"]
+        assert client.services() == ["monitor", "proc", "scrapman", "scripts", "systemstatus", "testsvc"]
         assert client.toplevel()[:2] == ["captest", "capture_at"]
         assert client.builtins() == ["help", "kill", "restart"]
         assert client.commands("systemstatus") == \
@@ -103,7 +103,7 @@ def test_the_help_index_is_cached_until_refresh(server_thread):
         with pytest.raises(CommandFailed):
             client.commands("nosuch")
         server_thread.stop(port)
-        assert client.services() == ["proc", "scrapman", "scripts", "systemstatus", "testsvc"]  # from the cache
+        assert client.services() == ["monitor", "proc", "scrapman", "scripts", "systemstatus", "testsvc"]  # from the cache
         client.refresh()
         with pytest.raises(CannotConnect):
             client.services()

@@ -28,7 +28,7 @@ def test_smanager_cmd_returns_the_reply_text(port):
 
 def test_what_services_commands_and_toplevel(port, monkeypatch):
     monkeypatch.setattr(demo_script, "port", port)  # as a script would set its own
-    assert demo_script.what_services() == ["proc", "scrapman", "scripts", "systemstatus", "testsvc"]
+    assert demo_script.what_services() == ["monitor", "proc", "scrapman", "scripts", "systemstatus", "testsvc"]
     assert demo_script.what_commands() == ["help", "kill", "restart"]
     assert demo_script.what_toplvl() == \
         ["captest", "capture_at", "scrapfreq", "startcap", "stopcap", "hostname"]

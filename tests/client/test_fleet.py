@@ -107,7 +107,7 @@ def test_ping_lists_who_answers_and_their_services(server_thread):
     assert [row[:2] for row in rows] == [[f"127.0.0.1:{full}", "up"],
                                          [f"127.0.0.1:{bare}", "up"],
                                          [f"127.0.0.1:{down}", "DOWN"]]
-    assert rows[0][4:] == ["proc", "scrapman", "scripts", "systemstatus", "testsvc"] and rows[1][4:] == ["meeting"]
+    assert rows[0][4:] == ["monitor", "proc", "scrapman", "scripts", "systemstatus", "testsvc"] and rows[1][4:] == ["meeting"]
     assert out.splitlines()[2].endswith("Connection refused")
     assert "1 of 3 hosts failed" in err
 

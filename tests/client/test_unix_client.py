@@ -19,7 +19,7 @@ def socket_path(server_thread):
 def test_the_blocking_client_talks_to_a_unix_socket(socket_path):
     with Client(socket_path, timeout=TIMEOUT) as client:
         assert client.where == socket_path
-        assert client.banner_services == ["proc", "scrapman", "scripts", "systemstatus", "testsvc"]
+        assert client.banner_services == ["monitor", "proc", "scrapman", "scripts", "systemstatus", "testsvc"]
         assert client.call("testsvc add 2 2").value == 4
         assert list(client.stream("testsvc count 3")) == [1, 2, 3]
         assert client.call("testsvc whoami").value.startswith("unix ")

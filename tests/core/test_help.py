@@ -25,6 +25,7 @@ async def test_full_help_is_the_seed_layout(manager):
         "    stopcap: Stops capturing\n"
         "    hostname: Returns hostname of system\n" + RULED +
         "Services:\n"
+        "    monitor: Metrics: collectors, the latest values, history, charts, alerts\n"
         "    proc: Supervise programs: start, stop, restart, logs, why they died\n"
         "    scrapman: Captures snapshots of the host's status to files, periodically\n"
         "    scripts: Run admin scripts (Pyjojo's format): list, show, run, runs, log, tail, kill\n"
@@ -39,7 +40,7 @@ async def test_full_help_is_the_seed_layout(manager):
 async def test_terse_help_is_exactly_three_lines(manager):
     assert await ask_core(manager, "help -s") == (
         "TOP: captest capture_at scrapfreq startcap stopcap hostname\n"
-        "SERVICES: proc scrapman scripts systemstatus\n"
+        "SERVICES: monitor proc scrapman scripts systemstatus\n"
         "COMMANDS: help kill restart\n" + SEP)
 
 

@@ -47,7 +47,7 @@ async def test_a_read_level_user_sees_what_help_shows_them_and_no_files_or_error
         access.greet(carol)
         report = status_of(await ask_core(manager, "status", carol))
         shown = (await ask_core(manager, "help -s", carol)).split("\n")[1].split()[1:]
-        assert sorted(report["services"]) == sorted(shown) == ["proc", "scrapman", "scripts", "systemstatus"]
+        assert sorted(report["services"]) == sorted(shown) == ["monitor", "proc", "scrapman", "scripts", "systemstatus"]
         assert report["services"]["systemstatus"].keys() == {"state", "since"}
 
 

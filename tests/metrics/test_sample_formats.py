@@ -127,6 +127,11 @@ def test_influx_lines_are_read_back_the_same():
     assert read_influx(text) == ([samples[0], samples[1], Sample("uptime.value", 3.0, 2.0)], [])
 
 
+def test_a_line_break_in_a_label_becomes_a_space_so_one_sample_is_one_line():
+    text = influx_lines([Sample(labelled("job.up", {"note": "two\nlines\r\nhere"}), 1, None)])
+    assert text == "job,note=two\\ lines\\ here up=1.0\n"
+
+
 def test_influx_lines_can_use_the_whole_name_and_leave_out_nan_and_empty_tags():
     samples = [Sample(labelled("load.load1", {"empty": ""}), 1, None), Sample("x", math.nan, None)]
     assert influx_lines(samples, measurement_of=field_named_value) == "load.load1 value=1.0\n"

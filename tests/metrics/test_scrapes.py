@@ -6,9 +6,14 @@ import shutil
 import socket
 
 import pytest
-from helpers import need
+from helpers import need, start_daemon, stop_daemon
 
-from smanager.metrics.scrapes import apache_status, memcached_stats, nginx_stub_status, redis_info
+from smanager.metrics.scrapes import (
+    apache_status,
+    memcached_stats,
+    nginx_stub_status,
+    redis_info,
+)
 
 REDIS_INFO = """\
 # Server\r
@@ -193,36 +198,11 @@ def free_port():
         return probe.getsockname()[1]
 
 
-async def start_until(argv, ready_text):
-    """A server started from ARGV, once it printed READY_TEXT (bounded by the caller)."""
-    server = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL,
-                                                  stdout=asyncio.subprocess.PIPE,
-                                                  stderr=asyncio.subprocess.STDOUT)
-    try:
-        while ready_text not in (line := await server.stdout.readline()):
-            assert line, f"{argv[0]} exited before it was ready"
-    except BaseException:
-        await stop(server)
-        raise
-    return server
-
-
-async def stop(server):
-    if server.returncode is None:
-        server.terminate()
-        try:
-            async with asyncio.timeout(5):
-                await server.wait()
-        except TimeoutError:
-            server.kill()
-            await server.wait()
-
-
 async def test_a_real_redis_server_info_is_read():
     need("redis-server")
     port = free_port()
     async with asyncio.timeout(20):
-        server = await start_until([shutil.which("redis-server"), "--port", str(port), "--bind",
+        server = await start_daemon([shutil.which("redis-server"), "--port", str(port), "--bind",
                                     "127.0.0.1", "--save", "", "--appendonly", "no"],
                                    b"Ready to accept connections")
         try:
@@ -234,7 +214,7 @@ async def test_a_real_redis_server_info_is_read():
             writer.close()
             await writer.wait_closed()
         finally:
-            await stop(server)
+            await stop_daemon(server)
     assert values["process_id"] == server.pid and values["tcp_port"] == port
     assert values["connected_clients"] >= 1 and values["used_memory"] > 0
     assert values["db0.keys"] == 1
@@ -246,7 +226,7 @@ async def test_a_real_memcached_stats_is_read():
     port = free_port()
     as_root = ["-u", "root"] if os.getuid() == 0 else []  # memcached refuses root without -u
     async with asyncio.timeout(20):
-        server = await start_until([shutil.which("memcached"), "-vv", *as_root, "-l", "127.0.0.1",
+        server = await start_daemon([shutil.which("memcached"), "-vv", *as_root, "-l", "127.0.0.1",
                                     "-p", str(port), "-U", "0"], b"server listening")
         try:
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -256,7 +236,7 @@ async def test_a_real_memcached_stats_is_read():
             writer.close()
             await writer.wait_closed()
         finally:
-            await stop(server)
+            await stop_daemon(server)
     assert values["pid"] == server.pid and values["curr_connections"] >= 1
     assert values["cmd_get"] == 1 and values["get_hits"] == 1 and values["curr_items"] == 1
     assert {"cmd_get", "get_hits", "bytes_read", "total_connections"} <= counters

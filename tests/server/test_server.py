@@ -159,7 +159,7 @@ async def test_a_command_over_its_time_limit_is_an_error():
 async def test_restart_keeps_connections_open(server):
     idle = await LineClient.connect(server.address[1])
     admin = await LineClient.connect(server.address[1])
-    assert await admin.ask("restart") == "restarted: proc scrapman scripts systemstatus testsvc\n" + SEP
+    assert await admin.ask("restart") == "restarted: monitor proc scrapman scripts systemstatus testsvc\n" + SEP
     assert await idle.ask("systemstatus echo still") == "still\n" + SEP
     await idle.close()
     await admin.close()

@@ -123,7 +123,7 @@ def test_the_shell_uses_a_service_against_a_real_server(address):
         assert shell.handle("mode text")  # refused locally: the client needs JSON
         assert not shell.handle("quit")
     assert out.getvalue() == (
-        "ERROR: no service 'nosuch'; services: proc scrapman scripts systemstatus testsvc\n"
+        "ERROR: no service 'nosuch'; services: monitor proc scrapman scripts systemstatus testsvc\n"
         "routed\n2\nERROR: a client keeps its connection in JSON mode\n")
 
 
@@ -164,7 +164,7 @@ async def test_the_interactive_shell_on_a_terminal(tmp_path):
         port = server.address[1]
         async with tshell_on_terminal(port, history) as (process, terminal):
             prompt = f"127.0.0.1:{port}> ".encode()
-            await terminal.expect(b"Services: proc scrapman scripts systemstatus testsvc.\n")
+            await terminal.expect(b"Services: monitor proc scrapman scripts systemstatus testsvc.\n")
             await terminal.expect(prompt)
 
             terminal.type(b"systemstatus ec\t")  # Tab completes the command name

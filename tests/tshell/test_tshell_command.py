@@ -327,7 +327,7 @@ async def test_the_greeting_after_a_login_lists_what_the_user_may_use(users_file
                                     "INPUTRC": os.devnull}) as (process, terminal):
             await terminal.expect(b"password for carol: ")
             terminal.type(b"carol-pw\r")
-            await terminal.expect(f"Connected to {where}. Services: proc scrapman scripts systemstatus.\n"
+            await terminal.expect(f"Connected to {where}. Services: monitor proc scrapman scripts systemstatus.\n"
                                   .encode())
             await terminal.expect(f"{where}> ".encode())
             terminal.type(b"quit\r")
