@@ -72,6 +72,8 @@ def build_parser():
     add("--max-connections", type=int, metavar="N", help="connections at once (default 1000)")
     add("--max-connections-per-address", type=int, metavar="N",
         help="connections at once from one address (default 100)")
+    add("--backlog", type=int, metavar="N",
+        help="connections waiting to be accepted, for bursts (default 1024)")
     add("--idle-timeout", type=float, metavar="SECONDS",
         help="close a connection that sends and runs nothing this long (default 3600)")
     add("--line-timeout", type=float, metavar="SECONDS",

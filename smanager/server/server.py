@@ -115,11 +115,11 @@ class Server:
                 # limits when accepted, and only then does its handshake begin.
                 self._listeners.append(await loop.create_server(
                     lambda: Connection(self), config.host, config.port,
-                    reuse_address=True, start_serving=False))
+                    reuse_address=True, backlog=config.backlog, start_serving=False))
             if config.unix_socket:
                 self._listeners.append(await unix_socket.listen(
                     lambda: Connection(self), config.unix_socket,
-                    int(config.unix_socket_mode, 8)))
+                    int(config.unix_socket_mode, 8), config.backlog))
             if config.audit_log:
                 self.audit = _open_audit(config, lambda: self.manager.catalog)
             await self.manager.start()

@@ -16,12 +16,12 @@ import socket
 import stat
 
 
-async def listen(protocol_factory, path, mode):
+async def listen(protocol_factory, path, mode, backlog=100):
     _clear_stale(path)
     old_umask = os.umask(0o177)
     try:
         server = await asyncio.get_running_loop().create_unix_server(
-            protocol_factory, path, start_serving=False)
+            protocol_factory, path, backlog=backlog, start_serving=False)
     finally:
         os.umask(old_umask)
     try:
