@@ -438,3 +438,28 @@ def test_process_stats_read_past_a_name_holding_parentheses_and_spaces(tmp_path)
     assert procfs.process_stats(42, root) == {
         "cpu_seconds": (250 + 150) / procfs.CLOCK_TICKS,
         "rss_bytes": 300 * procfs.PAGE_SIZE, "threads": 7}
+
+
+FILES_ROOT = "/proc/"  # the real /proc, by another name: read through the files, not netlink
+
+
+def test_tcp_states_by_netlink_agree_with_the_proc_files():
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        for _ in range(5):  # sockets come and go meanwhile: agree on one of a few looks
+            by_files = procfs_net.tcp_states(root=FILES_ROOT)
+            by_netlink = procfs_net.tcp_states()
+            if by_files == by_netlink:
+                break
+        assert by_netlink == by_files and by_netlink["listen"] >= 1
+
+
+def test_tcp_states_fall_back_to_the_files_where_netlink_is_refused(monkeypatch):
+    def refused():
+        raise PermissionError(1, "netlink is not allowed here")
+    monkeypatch.setattr("smanager.metrics.sockdiag.tcp_state_counts", refused)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        assert procfs_net.tcp_states()["listen"] >= 1
