@@ -61,8 +61,10 @@ class Monitor(SService):
 
     @level("read")
     async def cmd_list(self):
-        """Collectors: interval, last run, how long it took, runs, skipped ticks, errors;
-        then where samples are kept and how exports are doing"""
+        """Collectors: interval, last run, time taken, runs, skipped ticks, errors
+
+        Then where the samples are kept, and how each export is doing.
+        """
         monitoring = self.monitoring
         store = monitoring.store
         store_line = (f"store: {monitoring.where}; {store.written} samples written, "
@@ -75,8 +77,10 @@ class Monitor(SService):
 
     @level("read")
     async def cmd_last(self, pattern="*"):
-        """The latest value of each metric matching PATTERN (* and ?), with its age;
-        STALE when its collector has missed two runs"""
+        """The latest value of each metric matching PATTERN (* and ?), and its age
+
+        STALE marks a metric whose collector has missed two runs.
+        """
         monitoring = self.monitoring
         latest = dict(monitoring.latest)
         # and what the store last had: metrics not seen since a restart
@@ -94,8 +98,11 @@ class Monitor(SService):
 
     @level("read")
     async def cmd_get(self, name, since="1h", until="now", step="1m", agg="avg"):
-        """NAME's values over time: get NAME [since=1h] [until=now] [step=1m]
-        [agg=avg|min|max|sum|count], from the finest tier that still holds them"""
+        """NAME's values over time: get NAME [since=1h] [until=now] [step=1m] [agg=avg]
+
+        agg is avg, min, max, sum or count; since and until are ages (90m, 2d) or
+        Unix seconds.  The values come from the finest tier that still holds them.
+        """
         monitoring = self.monitoring
         now = monitoring.wall()
         start, end, seconds = words.when(since, now), words.when(until, now), words.step(step)
@@ -190,8 +197,11 @@ class Monitor(SService):
 
     @level("read")  # list is read; add and rm need operate, checked below
     async def cmd_alert(self, *words, session):
-        """Alerts: alert add NAME > 90 [for=3] [clear=80] [repeat=1h] [action=script:NAME],
-        alert list, alert rm ID"""
+        """Alerts: alert add NAME > 90 [options], alert list, alert rm ID
+
+        Options: for=N breaching samples before FIRING, clear=X to end it
+        (hysteresis), repeat=1h reminders, action=log or action=script:NAME.
+        """
         monitoring = self.monitoring
         what, rest = (words[0], words[1:]) if words else ("list", ())
         if what == "list" and not rest:
@@ -215,8 +225,10 @@ class Monitor(SService):
 
     @level("admin")  # an exec collector runs a program
     async def cmd_add(self, name, collector, *options):
-        """Add a collector and keep it across restarts: add NAME KIND [key=value...]
-        (e.g. add cache redis address=127.0.0.1:6379 interval=30)"""
+        """Add a collector, kept across restarts: add NAME KIND [key=value...]
+
+        For example: monitor add cache redis address=127.0.0.1:6379 interval=30
+        """
         table = {"collector": collector}
         for word in options:
             key, equals, value = word.partition("=")
@@ -232,8 +244,10 @@ class Monitor(SService):
 
     @level("admin")
     async def cmd_remove(self, name):
-        """Stop collector NAME (one 'monitor add' made is forgotten; a configured one
-        comes back at the next start)"""
+        """Stop collector NAME; one 'monitor add' made is forgotten
+
+        A collector of the config file comes back at the next start.
+        """
         monitoring = self.monitoring
         if name not in monitoring.collecting.entries:
             raise CommandError(_no_collector(name, monitoring))

@@ -17,11 +17,13 @@ Rules:
    subscriber that does not read loses notices, counted, never memory), and to
    the alert's script (``action=script:NAME``), which is given, among the
    parameters it declares, alert, metric, state, previous, value and message.
-5. Housekeeping, once a second: the alerts' clocks; every hour, pruning (in a
-   thread: it writes through the store's writer).
+5. Housekeeping: the alerts' clocks once a second while there are alerts (once a
+   minute without); every hour, pruning (in a thread: it writes through the
+   store's writer).
 """
 
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
@@ -57,6 +59,7 @@ class Monitoring:
         self.store = self.collecting = self.exports = None
         self._lock_fd = self._temporary = None
         self._housekeeping = None
+        self._alert_added = asyncio.Event()  # wakes the housekeeping: alerts need it each second
         self.kinds, self.kind_problems = collector_kinds.load_kinds(settings.collectors_dir)
         self.alerts = AlertBook(self._tell, self._interval_of)
 
@@ -180,6 +183,7 @@ class Monitoring:
     def add_alert(self, words):
         alert = self.alerts.add(words, now=self.wall())
         self._save_alerts()
+        self._alert_added.set()
         return alert
 
     def remove_alert(self, alert_id):
@@ -235,7 +239,12 @@ class Monitoring:
     async def _keep_house(self):
         pruned_at = time.monotonic()
         while True:
-            await asyncio.sleep(1.0)
+            # Alerts need a look every second (STALE, reminders); without any, the
+            # hourly pruning needs one a minute: an idle monitor stays asleep.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0 if self.alerts.alerts else 60.0):
+                    await self._alert_added.wait()
+            self._alert_added.clear()
             self.alerts.check(self.wall())
             if time.monotonic() - pruned_at >= PRUNE_EVERY:
                 pruned_at = time.monotonic()
