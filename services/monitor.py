@@ -14,7 +14,7 @@ from smanager import CommandError, Shown, SService, level
 from smanager.metrics import report, words
 from smanager.metrics.collecting import CollectError
 from smanager.metrics.exporting import ExportError
-from smanager.metrics.monitoring import Monitoring
+from smanager.metrics.monitoring import PUSH_QUEUE, Monitoring
 from smanager.metrics.settings import read_settings
 from smanager.metrics.spark import summary_line
 from smanager.supervise.checks import SpecError
@@ -192,7 +192,10 @@ class Monitor(SService):
         if not now - monitoring.settings.retention.raw < stamp <= now + 600:
             raise CommandError("TIMESTAMP must be within the raw retention and at most "
                                "10 min ahead")
-        monitoring.take(name, number, stamp)
+        if monitoring.store.queued > PUSH_QUEUE and not await monitoring.room():
+            raise CommandError("the sample store is behind; sample not taken, try again")
+        if not monitoring.take(name, number, stamp):
+            raise CommandError("the sample store's queue is full; sample not taken")
         return Shown({"name": name, "value": number, "at": stamp}, "OK")
 
     @level("read")  # list is read; add and rm need operate, checked below

@@ -166,7 +166,7 @@ def _run(config):
         tasks = asyncio.all_tasks(loop)
         for task in tasks:
             task.cancel()
-        if tasks:
-            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        if tasks:  # bounded: a task that swallows its cancellation must not keep us alive
+            loop.run_until_complete(asyncio.wait(tasks, timeout=config.shutdown_timeout))
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()

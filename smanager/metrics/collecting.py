@@ -151,9 +151,11 @@ class Collecting:
             log.error("collector %s failed", collector.name, exc_info=exc)
             self._failed(entry, f"{type(exc).__name__}: {exc}".splitlines()[0][:200])
         finally:
-            if not work.done():  # a thread still stuck: its collector stays running (rule 3)
-                await asyncio.wait([work])
-            schedule.finish(loop.time())
+            if work.done():
+                schedule.finish(loop.time())
+            else:  # still stuck: its collector stays running until it returns (rule 3),
+                # but nobody waits for it (not `monitor collect`, not the server's exit)
+                work.add_done_callback(lambda _: schedule.finish(loop.time()))
         return {}
 
     @staticmethod

@@ -20,6 +20,11 @@ Rules:
 5. Housekeeping: the alerts' clocks once a second while there are alerts (once a
    minute without); every hour, pruning (in a thread: it writes through the
    store's writer).
+6. A push is answered OK only once its sample is queued for the store, and
+   only while the writer keeps up: past PUSH_QUEUE waiting samples a push
+   waits for room (so a flood is slowed to what the disk takes, and an OK
+   sample is committed within about a flush interval, kill -9 or not); a
+   sample the store still cannot take is an error, never a silent OK.
 """
 
 import asyncio
@@ -43,6 +48,8 @@ from .system import DEFAULTS
 
 log = logging.getLogger("smanager.monitor")
 PRUNE_EVERY = 3600.0
+PUSH_QUEUE = 20_000  # samples waiting for the writer past which a push waits its turn
+ROOM_WAIT, ROOM_POLL = 10.0, 0.005
 SUBSCRIBER_QUEUE = 1000
 ALERT_PARAMS = ("alert", "metric", "state", "previous", "value", "message")
 
@@ -119,13 +126,24 @@ class Monitoring:
     # -- samples ----------------------------------------------------------------------------
 
     def take(self, name, value, stamp):
-        """One sample, collected or pushed (rule 1)."""
-        self.store.add(name, value, stamp)
+        """One sample, collected or pushed (rule 1); False if the store dropped it."""
+        stored = self.store.add(name, value, stamp)
         previous = self.latest.get(name)
         if previous is None or stamp >= previous[1]:
             self.latest[name] = (value, stamp)
         self.alerts.feed(name, value, stamp)
         self.exports.offer(name, value, stamp)
+        return stored
+
+    async def room(self):
+        """Return once the store's writer has caught up enough to take more pushed
+        samples (rule 6); False if it has not within ROOM_WAIT seconds."""
+        deadline = time.monotonic() + ROOM_WAIT
+        while self.store.queued > PUSH_QUEUE:
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(ROOM_POLL)  # the writer is a thread: nothing to await but time
+        return True
 
     def _latest_now(self):
         return self.latest

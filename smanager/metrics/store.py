@@ -44,6 +44,7 @@ from smanager.metrics import rollup
 log = logging.getLogger("smanager.monitor")
 
 DAY = 86400
+LARGEST = 1e300  # a larger value is kept as None: rollup sums of it would overflow to inf
 WAKE_AT = 1000  # samples queued that wake the writer before its flush_every
 BATCH_ROWS = 5000  # at most, per transaction: a backlog is written in few commits
 IDLE_READERS = 4
@@ -116,10 +117,16 @@ class SampleStore:
             with self._count_lock:
                 self.dropped += 1
             return False
-        self._queue.append((name, None if value != value else value, ts))
+        # NaN (a failed collection) and values no sum of them could hold are kept as None.
+        self._queue.append((name, value if abs(value) <= LARGEST else None, ts))
         if len(self._queue) >= WAKE_AT and not self._wake.is_set():
             self._wake.set()
         return True
+
+    @property
+    def queued(self) -> int:
+        """Samples waiting for the writer."""
+        return len(self._queue)
 
     def flush(self) -> None:
         """Return once every sample queued before the call is committed."""

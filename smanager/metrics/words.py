@@ -9,6 +9,7 @@ import re
 from smanager.wire.errors import CommandError
 
 from .alerts import duration, finite_number
+from .store import LARGEST
 
 METRIC_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,199}")
 ABSOLUTE_AFTER = 1e9  # since=/until= above this are wall-clock seconds, not ages
@@ -25,9 +26,12 @@ def metric_name(text):
 def number(what, text):
     """A finite number."""
     try:
-        return finite_number(what, text)
+        value = finite_number(what, text)
     except ValueError:
         raise CommandError(f"{what} must be a number, not {text[:40]!r}") from None
+    if abs(value) > LARGEST:
+        raise CommandError(f"{what} is out of range (at most 1e300 either way)")
+    return value
 
 
 def seconds(what, text):

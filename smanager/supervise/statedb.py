@@ -124,8 +124,8 @@ def _open_db(path):
         db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA synchronous = NORMAL")  # WAL survives our own crash; enough here
         (verdict,) = db.execute("PRAGMA quick_check").fetchone()
-        if verdict != "ok":
-            raise sqlite3.DatabaseError(verdict)
+        if verdict != "ok":  # sqlite lists every damaged page: the first says enough
+            raise sqlite3.DatabaseError(verdict.splitlines()[0][:200])
         db.execute(SCHEMA)
         db.execute(f"SELECT {COLUMNS} FROM children LIMIT 0")  # an older table fails here
     except BaseException:
