@@ -18,6 +18,7 @@ from typing import Any
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 10000
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS = ("text", "json")
 
 
 class ConfigError(ValueError):
@@ -53,6 +54,8 @@ class Config:
     services: list[str] = field(default_factory=list)  # more directories to load services from
     no_default_services: bool = False
     log_level: str = "INFO"
+    log_file: str = ""  # append the log here, not to stderr (cli/logs.py)
+    log_format: str = "text"  # or "json": one object a line
     command_timeout: float = 30.0  # seconds a command may run (a stream: between chunks)
     shutdown_timeout: float = 10.0  # seconds for commands in flight, and for each hook
     max_line: int = 65536  # bytes in one line before the connection is closed
@@ -114,6 +117,8 @@ def _checked(key, value, kind):
         value = value.upper()
         if value not in LOG_LEVELS:
             raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
+    if key == "log_format" and value not in LOG_FORMATS:
+        raise ConfigError(f"log_format must be one of {', '.join(LOG_FORMATS)}, not {value!r}")
     if kind is float and value <= 0:
         raise ConfigError(f"{key} must be more than 0, not {value}")
     if key in ("max_line", "login_max_line") and value < 80:
@@ -144,7 +149,7 @@ def _checked(key, value, kind):
 # the tables inside it), a key named so is one: dir, file, path, cwd, or ending
 # in _dir, _file or _path (capture_dir, env_file).
 PATH_SETTINGS = frozenset({"services", "users_file", "audit_log", "tls_cert", "tls_key",
-                           "tls_client_ca", "unix_socket"})
+                           "tls_client_ca", "unix_socket", "log_file"})
 _PATH_KEY = re.compile(r"(?:^|_)(?:dir|file|path)$|^cwd$")
 _NOT_PATHS = frozenset({"env", "params"})  # tables of a program's own names and values
 

@@ -21,6 +21,7 @@ from .. import __version__
 from ..config import (
     DEFAULT_HOST,
     DEFAULT_PORT,
+    LOG_FORMATS,
     LOG_LEVELS,
     Config,
     ConfigError,
@@ -30,6 +31,7 @@ from ..config import (
     read_file,
 )
 from ..server.server import serve
+from . import logs
 from .users import main as users_main
 
 log = logging.getLogger("smanager")
@@ -57,6 +59,9 @@ def build_parser():
     add("--no-default-services", action="store_true", help="do not load the bundled services")
     add("--config", metavar="FILE", help="TOML file; every flag has a key of the same name")
     add("--log-level", type=str.upper, choices=LOG_LEVELS)
+    add("--log-file", metavar="FILE",
+        help="append the log to FILE ('-': stderr, the default); SIGUSR1 reopens it")
+    add("--log-format", choices=LOG_FORMATS, help="text (default), or json: an object a line")
     add("--command-timeout", type=float, metavar="SECONDS",
         help="time limit of a command (default 30)")
     add("--shutdown-timeout", type=float, metavar="SECONDS",
@@ -125,10 +130,14 @@ def main(argv=None):
     except (UsageError, ConfigError) as exc:
         print(f"smanager: error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=config.log_level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        _run(config)
+        reopen_logs = logs.setup(config.log_level, config.log_file, config.log_format)
+    except OSError as exc:
+        print(f"smanager: error: cannot open log file {config.log_file}: "
+              f"{exc.strerror or exc}", file=sys.stderr)
+        return 2
+    try:
+        _run(config, reopen_logs)
     except ConfigError as exc:
         print(f"smanager: error: {exc}", file=sys.stderr)
         return 2
@@ -157,11 +166,11 @@ def _threads_still_running(seconds):
     return any(thread.is_alive() for thread in others)
 
 
-def _run(config):
+def _run(config, reopen_logs):
     # Not asyncio.run(): its final wait for worker threads has no time limit.
     loop = asyncio.new_event_loop()
     try:
-        loop.run_until_complete(serve(config))
+        loop.run_until_complete(serve(config, reopen_logs))
     finally:
         tasks = asyncio.all_tasks(loop)
         for task in tasks:

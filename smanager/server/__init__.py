@@ -7,4 +7,5 @@ flow         backpressure both ways
 limits       connection caps and the time-outs sweep
 tls          TLS for the TCP listener
 unix_socket  listening on a Unix socket, safely
+systemd      sd_notify (ready, reloading, stopping, watchdog) and sockets systemd passes
 """

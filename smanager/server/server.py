@@ -1,15 +1,20 @@
 """The server: listening, connections, signals, and shutdown in ordered phases.
 
 start:    bind (so a busy port fails before any service starts), start the
-          services, then accept connections and log the address.
+          services, then accept connections and log the address.  Sockets
+          systemd passed (socket activation) are used instead of binding, and
+          the same rule decides whether they may be listened on.
 shutdown: stop accepting; let each connection finish the command it is running
           (bounded by shutdown_timeout, then cancelled with an error reply);
           stop the services in reverse order; close every connection.
+signals:  SIGTERM and SIGINT stop; SIGHUP restarts the services; SIGUSR1
+          reopens the log file.  Under systemd, each step is told (systemd.py).
 """
 
 import asyncio
 import logging
 import signal
+import socket
 import ssl
 from pathlib import Path
 
@@ -18,7 +23,7 @@ from ..auth.audit import Audit
 from ..config import ConfigError
 from ..core.manager import Manager
 from ..wire.address import format_address
-from . import limits, tls, unix_socket
+from . import limits, systemd, tls, unix_socket
 from .connection import Connection
 
 log = logging.getLogger("smanager.server")
@@ -46,6 +51,7 @@ class Server:
         self.manager.server_facts = self.facts  # what `status` adds about the server
         self.connections = set()
         self.shutting_down = False
+        self.listening = []  # what each listener is, as `status` and the log say it
         self._listeners = []
         self._sweeper = None
         self._tasks = set()
@@ -54,18 +60,14 @@ class Server:
 
     @property
     def address(self):
-        """(host, port) actually listened on; the port is real even if 0 was asked."""
-        return self._listeners[0].sockets[0].getsockname()[:2]
+        """(host, port) of the first TCP listener; the port is real even if 0 was asked."""
+        sockets = [listener.sockets[0] for listener in self._listeners]
+        return next(s for s in sockets if s.family != socket.AF_UNIX).getsockname()[:2]
 
     def facts(self):
         """Where it listens and how many are connected, for ``status``."""
-        config, listening = self.config, []
-        if config.tcp and self._listeners:
-            listening.append(f"{format_address(*self.address)} ({_speaks(config)})")
-        if config.unix_socket:
-            listening.append(f"{config.unix_socket} (Unix socket)")
-        return {"listening": listening, "connections": len(self.connections),
-                "max_connections": config.max_connections}
+        return {"listening": list(self.listening), "connections": len(self.connections),
+                "max_connections": self.config.max_connections}
 
     def forget(self, connection):
         self.connections.discard(connection)
@@ -82,8 +84,6 @@ class Server:
         """Listen, start the services, accept.  ConfigError for an address it
         must not listen on; OSError when it cannot."""
         config = self.config
-        if not config.tcp and not config.unix_socket:
-            raise ConfigError("nothing to listen on: --no-tcp needs --unix-socket PATH")
         for directory in map(Path, config.services):
             if not directory.is_dir():
                 raise ConfigError(f"--services {directory}: " + (
@@ -99,41 +99,63 @@ class Server:
         access = self.manager.access  # with a users file, closed: it names users (users.py)
         # Authenticated: users must log in, or only holders of a client certificate connect.
         authenticated = access.closed or bool(config.tls_client_ca)
-        if config.tcp and limits.exposed(config.host) and not (config.insecure or authenticated):
-            raise ConfigError(
-                f"refusing to listen on {config.host or 'every address'}: anyone who can "
-                "reach it could run every command, kill included. Listen on 127.0.0.1 or a "
-                "Unix socket (--unix-socket), add users (smanager users add NAME, then "
-                "--users-file FILE), require client certificates (--tls-cert, --tls-key, "
-                "--tls-client-ca), or pass --insecure if only trusted hosts can reach this "
-                "network")
+        inherited = systemd.inherited_sockets()
         loop = asyncio.get_running_loop()
-        self.tls_context = _tls_context(config)
         try:
-            if config.tcp:
-                # Plain TCP, even for TLS: a connection is counted against the
-                # limits when accepted, and only then does its handshake begin.
-                self._listeners.append(await loop.create_server(
-                    lambda: Connection(self), config.host, config.port,
-                    reuse_address=True, backlog=config.backlog, start_serving=False))
-            if config.unix_socket:
-                self._listeners.append(await unix_socket.listen(
-                    lambda: Connection(self), config.unix_socket,
-                    int(config.unix_socket_mode, 8), config.backlog))
+            if not (inherited or config.tcp or config.unix_socket):
+                raise ConfigError("nothing to listen on: --no-tcp needs --unix-socket PATH")
+            # The rule for binding holds for the sockets systemd passed too.
+            exposed = (systemd.exposed(inherited) if inherited
+                       else config.tcp and limits.exposed(config.host)
+                       and (config.host or "every address"))
+            if exposed and not (config.insecure or authenticated):
+                raise ConfigError(
+                    f"refusing to listen on {exposed}: anyone who can "
+                    "reach it could run every command, kill included. Listen on 127.0.0.1 or a "
+                    "Unix socket (--unix-socket), add users (smanager users add NAME, then "
+                    "--users-file FILE), require client certificates (--tls-cert, --tls-key, "
+                    "--tls-client-ca), or pass --insecure if only trusted hosts can reach this "
+                    "network")
+            self.tls_context = _tls_context(config)
+            await self._listen(inherited)
             if config.audit_log:
                 self.audit = _open_audit(config, lambda: self.manager.catalog)
             await self.manager.start()
         except BaseException:
             self._close_listeners()
+            for each in inherited:  # those no listener took yet
+                each.socket.close()
             self._close_audit()
             raise
         for listener in self._listeners:
             await listener.start_serving()
         self._sweeper = loop.create_task(limits.sweep(self, config))
+        for where in self.listening:
+            log.info("listening on %s", where)
+
+    async def _listen(self, inherited):
+        """A listener on each socket systemd passed, or on those the config names."""
+        config, loop = self.config, asyncio.get_running_loop()
+        # Plain TCP, even for TLS: a connection is counted against the limits
+        # when accepted, and only then does its handshake begin.
+        for each in inherited:
+            self._listeners.append(await loop.create_server(
+                lambda: Connection(self), sock=each.socket, backlog=config.backlog,
+                start_serving=False))
+            speaks = "Unix socket" if each.kind == "Unix" else _speaks(config)
+            self.listening.append(f"{each.where} ({speaks}, {each.origin})")
+        if inherited:
+            return
         if config.tcp:
-            log.info("listening on %s (%s)", format_address(*self.address), _speaks(config))
+            self._listeners.append(await loop.create_server(
+                lambda: Connection(self), config.host, config.port,
+                reuse_address=True, backlog=config.backlog, start_serving=False))
+            self.listening.append(f"{format_address(*self.address)} ({_speaks(config)})")
         if config.unix_socket:
-            log.info("listening on Unix socket %s", config.unix_socket)
+            self._listeners.append(await unix_socket.listen(
+                lambda: Connection(self), config.unix_socket,
+                int(config.unix_socket_mode, 8), config.backlog))
+            self.listening.append(f"{config.unix_socket} (Unix socket)")
 
     def handshake(self, connection, transport):
         """Begin a TLS handshake for an admitted connection."""
@@ -274,21 +296,56 @@ def _open_audit(config, catalog_of):
                           f"{exc.strerror or exc}") from None
 
 
-async def serve(config):
-    """Run until ``kill``, SIGTERM or SIGINT; SIGHUP restarts the services."""
+async def serve(config, reopen_logs=None):
+    """Run until ``kill``, SIGTERM or SIGINT; SIGHUP restarts the services;
+    SIGUSR1 calls ``reopen_logs`` (the log file's, None for stderr)."""
     server = Server(config)
+    notifier = systemd.Notifier()
     loop = asyncio.get_running_loop()
     # Installed before start() logs the address, so a supervisor that signals
-    # as soon as it sees that line gets the graceful path.
-    loop.add_signal_handler(signal.SIGTERM, server.manager.request_shutdown)
-    loop.add_signal_handler(signal.SIGINT, server.manager.request_shutdown)
-    loop.add_signal_handler(signal.SIGHUP, lambda: server.track(_restart(server.manager)))
+    # as soon as it sees that line gets the graceful path.  SIGUSR1 always has
+    # one: its default action would end the server.
+    handlers = {signal.SIGTERM: server.manager.request_shutdown,
+                signal.SIGINT: server.manager.request_shutdown,
+                signal.SIGHUP: lambda: server.track(_reload(server, notifier)),
+                signal.SIGUSR1: lambda: _reopen_logs(reopen_logs)}
+    for signum, handler in handlers.items():
+        loop.add_signal_handler(signum, handler)
+    pulse = None
     try:
         await server.start()
-        await server.serve_until_shutdown()
+        notifier.ready(systemd.status_line(server))
+        # systemd arms the watchdog once start-up is complete: from here on.
+        pulse = loop.create_task(systemd.pulse(notifier, lambda: systemd.status_line(server)))
+        await server.manager.shutdown_requested.wait()
+        notifier.stopping()
+        await server.shutdown()
     finally:
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        if pulse is not None:
+            pulse.cancel()
+        notifier.close()
+        for signum in handlers:
             loop.remove_signal_handler(signum)
+
+
+async def _reload(server, notifier):
+    """SIGHUP: the restart, between RELOADING=1 and READY=1 for systemd."""
+    if server.shutting_down:
+        log.info("SIGHUP: ignored, shutting down")
+        return
+    notifier.reloading()
+    try:
+        await _restart(server.manager)
+    finally:
+        if not server.shutting_down:
+            notifier.ready(systemd.status_line(server))
+
+
+def _reopen_logs(reopen):
+    if reopen is None:
+        log.info("SIGUSR1: the log goes to stderr; no file to reopen")
+    else:
+        reopen()  # it logs how that went
 
 
 async def _restart(manager):
