@@ -35,7 +35,7 @@ LAYERS = {
     "client": {"wire", "config", "auth.scram"},
     "tshell": {"wire", "config", "client"},
     "cli": {"wire", "service", "config", "auth", "core", "server", "client", "tshell",
-            "supervise"},
+            "supervise", "metrics"},  # check-config reads the bundled services' tables
 }
 # The package's face (__init__, __main__) may import what it presents.
 ENTRY_POINTS = {"__init__": {"wire", "service", "collector", "core.commands", "auth.levels"},

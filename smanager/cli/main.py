@@ -125,6 +125,10 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["users"]:
         return users_main(argv[1:])
+    if argv[:1] == ["check-config"]:
+        # Imported here, not at the top: check.py imports this module's flags.
+        from .check import main as check_main
+        return check_main(argv[1:])
     try:
         config = make_config(argv)
     except (UsageError, ConfigError) as exc:
