@@ -22,6 +22,9 @@ from helpers import (
 # host's /var/lib/smanager or ~/.local/state: systemd's variable, which smanager honours.
 os.environ["STATE_DIRECTORY"] = tempfile.mkdtemp(prefix="smanager-tests-state-")
 atexit.register(shutil.rmtree, os.environ["STATE_DIRECTORY"], True)
+# And tshell's help-index cache, never the user's ~/.cache.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="smanager-tests-cache-")
+atexit.register(shutil.rmtree, os.environ["XDG_CACHE_HOME"], True)
 
 
 @pytest.fixture

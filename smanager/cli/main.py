@@ -129,6 +129,10 @@ def main(argv=None):
         # Imported here, not at the top: check.py imports this module's flags.
         from .check import main as check_main
         return check_main(argv[1:])
+    if argv[:1] in (["completion"], ["__complete"]):  # the script, and its Tab questions
+        # Imported here, not at the top: completion.py reads this module's flags too.
+        from .completion import main as completion_main
+        return completion_main(argv)
     try:
         config = make_config(argv)
     except (UsageError, ConfigError) as exc:

@@ -22,6 +22,10 @@ Exit status (the flags are checked in arguments.py before anything is sent):
 
 Every failure is also one line on stderr.  Output is plain text unless stdout
 (for errors, stderr) is a terminal.
+
+An interactive session leaves what it learned of the server's help index in a
+cache (helpcache.py), from which bash completes ``tshell HOST -c '...'`` on Tab:
+``tshell __complete ...`` answers it without connecting (completion.py).
 """
 
 import asyncio
@@ -32,7 +36,8 @@ import sys
 
 from ..client import Client, ClientError, fleet, placement
 from ..config import UsageError
-from . import arguments
+from . import arguments, completion, helpcache
+from .bashcomplete import QUERY
 from .shell import RED, RESET, Shell, default_history_file
 
 OK, ERROR_REPLY, NO_ANSWER = 0, 1, 2
@@ -41,6 +46,9 @@ INTERRUPTED, OUTPUT_CLOSED = 130, 141  # as a shell reports SIGINT and SIGPIPE
 
 def main(argv=None, *, stdin=None, stdout=None, stderr=None):
     stdin, stdout, stderr = stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == [QUERY]:  # Tab in bash (bashcomplete.py): words from the cache, no connection
+        return completion.answer(argv[1:], stdout)
     try:
         args = arguments.parse(argv)
     except (UsageError, ValueError, OSError) as exc:
@@ -76,8 +84,11 @@ def _run(args, output, stdin):
             client.connect()
         except ClientError as exc:
             return output.failure(exc)
-        return Shell(client, out=output.stdout, colour=output.colour_out,
-                     history_file=default_history_file()).run()
+        try:
+            return Shell(client, out=output.stdout, colour=output.colour_out,
+                         history_file=default_history_file()).run()
+        finally:
+            helpcache.save(client)  # for `tshell HOST -c '...'`'s Tab completion
     finally:
         client.close()
 
