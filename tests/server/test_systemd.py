@@ -7,7 +7,6 @@ the example units pass ``systemd-analyze verify``."""
 import contextlib
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -17,7 +16,15 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, TIMEOUT, LineClient, ServerProcess, closed_port, short_dir
+from helpers import (
+    ROOT,
+    TIMEOUT,
+    LineClient,
+    ServerProcess,
+    closed_port,
+    need,
+    short_dir,
+)
 
 from smanager.server import systemd
 
@@ -302,8 +309,7 @@ def test_sockets_passed_to_another_process_are_not_taken():
 # -- the example units -----------------------------------------------------------------------
 
 def test_the_example_units_pass_systemd_analyze_verify(tmp_path):
-    if not shutil.which("systemd-analyze"):
-        pytest.skip("systemd-analyze is not installed")
+    need("systemd-analyze")
     stub = tmp_path / "smanager"  # verify wants ExecStart's program to exist
     stub.write_text("#!/bin/sh\n")
     stub.chmod(0o755)
