@@ -234,10 +234,9 @@ async def test_telnet_commands_mid_line_never_reach_a_metric_name(tmp_path, serv
 
 
 async def test_what_push_accepts_get_and_spark_give_back_as_numbers(tmp_path, server_process):
-    """CODE BUG, fails now: three pushes of 1.7e308 in one minute are each
-    accepted ("OK"), but the minute rollup's sum overflows to inf, so `monitor get
-    ... step=1m agg=avg` answers inf (JSON mode falls back to a string of text instead of
-    the structured points the README promises) and `monitor spark` says "no data"."""
+    """Values whose rollup sums would overflow (past 1e300) are refused at push, so
+    `monitor get ... agg=avg` and `monitor spark` only ever see finite numbers (once, three
+    pushes of 1.7e308 in a minute summed to inf)."""
     server = server_process("--config", config(tmp_path, "flush_every = 0.2"))
     minute = int(time.time()) // 60 * 60 - 120
     client = await json_client(server.port)
@@ -379,12 +378,10 @@ async def test_collectors_that_raise_hang_or_return_junk_leave_a_fast_one_fresh(
 @pytest.mark.parametrize("kind", ["stuckthread", "stuckasync", "swallowscancel"])
 async def test_monitor_collect_of_a_hung_collector_answers_within_its_time_limit(
         tmp_path, server_process, kind):
-    """CODE BUG, fails now for stuckthread and swallowscancel: Collecting._run, past
-    the time limit, records "timed out after 1 s" and then awaits the stuck work
-    forever (`await asyncio.wait([work])` in its finally), so `monitor collect` never
-    answers: the thread cannot return, and the coroutine swallows its cancellation.
-    swallowscancel also keeps the server from exiting on SIGTERM: asyncio.run waits
-    for every task at exit, and that one never ends."""
+    """A collector stuck past its time limit (a thread that never returns, a
+    coroutine that swallows its cancellation) gets "timed out after 1 s" at once from
+    `monitor collect`, and the server still stops on SIGTERM (once, the run awaited the
+    stuck work forever)."""
     # interval 86400: no scheduled run gets there first; timeout 1: the time limit
     tables = {"hung": [f'collector = "{kind}"', "interval = 86400", "timeout = 1"]}
     server = server_process("--config", collectors_config(tmp_path, tables),
@@ -447,15 +444,11 @@ async def pipelined_pushes(port, pusher, base, acked):
 
 async def test_a_kill_9_mid_flood_keeps_the_database_whole_and_every_sample_acked_before_the_last_flush(
         tmp_path, server_process):
-    """CODE BUG, fails now: samples answered "OK" seconds before the kill are not in
-    metrics.db.  push answers "OK" once the sample is queued for SampleStore's writer
-    thread, and nothing slows the pushers down: under this flood (50,000 to 90,000
-    pushes a second here) the writer commits 25,000 a second at best, and in some runs
-    almost none (it gives up the GIL and takes it back for every sqlite step while the
-    busy event loop holds it).  So its queue, and what a kill -9 loses, grows by
-    seconds, past the "at most the last flush_every seconds" the README promises; past
-    max_queued (100,000) SampleStore.add drops samples (counted as "dropped") and push
-    still answers "OK"."""
+    """Every sample answered "OK" more than a flush interval before a kill -9 is in
+    metrics.db, and the database is whole.  (Once, push said OK for samples only queued,
+    faster than the writer committed them, and dropped past max_queued: a push now waits
+    for the writer past a bound, and the writer's batches are one sqlite statement, so a
+    busy event loop cannot starve it through the GIL.)"""
     path = config(tmp_path, f"flush_every = {FLUSH_EVERY:g}")
     server = server_process("--config", path)
     base = int(time.time()) - 10 * 86400
@@ -530,10 +523,8 @@ CORRUPTIONS = [
                               for spoil, _, how in CORRUPTIONS])
 async def test_corrupt_state_files_are_set_aside_with_one_log_line_each_and_monitoring_goes_on(
         tmp_path, server_process, spoil_database, monitor_json, how):
-    """CODE BUG, fails now for pages_overwritten: rollup._open raises the first
-    row of PRAGMA quick_check, which sqlite writes as many lines ("*** in database main
-    ***\\nOn tree page ..."), and that goes into the warning: one log record of hundreds
-    of lines, not one line."""
+    """A damaged database is one log line, however many pages sqlite lists (once,
+    the whole quick_check report went into the warning)."""
     state = tmp_path / "state"
     state.mkdir()
     spoil_database(state / "metrics.db")
