@@ -26,6 +26,7 @@ from . import errors, protocol
 # default=str: what JSON has no type for (a date, a path) becomes its text, as
 # text mode shows it; NaN is refused so the line stays strict JSON.
 _encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False, default=str).encode
+_string = json.encoder.encode_basestring  # what _encode writes for a str (ensure_ascii off)
 
 
 class Text:
@@ -50,7 +51,12 @@ class Json:
     def reply(reply):
         if reply.error is not None:
             return Json.error(reply.error)
-        return _line({"ok": True}, "result", reply.value)
+        value = reply.value
+        if type(value) is str:  # the common reply, written without building an object:
+            # byte for byte what _line writes, at a third of the cost
+            return ('{"ok": true, "result": ' + _string(value.rstrip("\n")) + "}\n").encode(
+                "utf-8", "replace")
+        return _line({"ok": True}, "result", value)
 
     @staticmethod
     def error(message):

@@ -67,3 +67,12 @@ def test_a_shown_value_is_its_table_in_text_mode_and_its_rows_with_the_table_in_
     assert json.loads(Json.chunk(shown)) == {"chunk": [{"name": "web", "pid": 12}],
                                              "text": "NAME  PID\nweb   12"}
     assert json.loads(Json.end(result=shown))["text"] == "NAME  PID\nweb   12"
+
+
+@pytest.mark.parametrize("text", ["hi", "", "a\n", "two\nlines\n\n", 'quote " and \\ back',
+                                  "tab\tnul\x00esc\x1b", "ünïcødé ✓", "lone \ud800 surrogate"])
+def test_a_text_reply_in_json_mode_is_the_same_line_the_general_path_writes(text):
+    general = (json.dumps({"ok": True, "result": text.rstrip("\n")}, ensure_ascii=False)
+               + "\n").encode("utf-8", "replace")
+    assert Json.reply(Outcome(value=text)) == general
+    assert json.loads(Json.reply(Outcome(value=text)).decode("utf-8", "replace"))["ok"] is True
