@@ -51,6 +51,7 @@ import time
 from pathlib import Path
 
 import monitor_peers as peers
+from figures import fmt, median, ratio
 from monitor_peers import SERIES, STEP, Carbon, Collectd, MonitorSManager, SampleStore
 from proc_peers import Wire, cpu_seconds, memory
 from scripts_peers import leftovers
@@ -60,19 +61,6 @@ RESULTS = ROOT / "bench" / "results"
 SYSTEM = ("cpu", "mem", "load", "disk", "diskio", "net", "tcp", "procs")
 ECHO = b"systemstatus echo hi\n"
 ISSUE = {"floor": 384_000, "raw query ms": 2.5}  # the issue's reference figures
-
-
-def median(values):
-    values = [value for value in values if value is not None]
-    return statistics.median(values) if values else None
-
-
-def ratio(a, b):
-    return a / b if a is not None and b else None
-
-
-def fmt(value, digits=0):
-    return "-" if value is None else f"{value:,.{digits}f}"
 
 
 def rotated(kinds, number):

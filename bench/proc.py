@@ -48,6 +48,7 @@ import time
 import xmlrpc.client
 
 import proc_peers as peers
+from figures import median
 from proc_peers import ROOT, SManager, Supervisord, Wire
 from servers import source_version
 
@@ -116,11 +117,6 @@ def timed(action, reps):
 def command(argv):
     """Run a command line to its end (bounded), its output captured; the CompletedProcess."""
     return subprocess.run(argv, cwd=ROOT, check=False, capture_output=True, timeout=30)
-
-
-def median(values):
-    values = [value for value in values if value is not None]
-    return statistics.median(values) if values else None
 
 
 class Run:

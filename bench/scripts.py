@@ -34,7 +34,6 @@ import platform
 import pstats
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -43,6 +42,7 @@ from pathlib import Path
 
 import proc_peers
 import scripts_peers as peers
+from figures import fmt, median, ratio
 from run import measure as echo_measure
 from run import run_scenario
 from servers import ROOT, source_version
@@ -54,19 +54,6 @@ CLIENTS = (1, 10)
 ECHO = "systemstatus echo hi"
 IDLE_COST_TARGET = 5.0  # %: "nothing measurable" is within a round's noise on this VM
 TARGETS = {"best floor": 0.8, "webhook": 1.0}  # smanager's runs/s at least this x theirs
-
-
-def median(values):
-    values = [value for value in values if value is not None]
-    return statistics.median(values) if values else None
-
-
-def ratio(a, b):
-    return a / b if a is not None and b else None
-
-
-def fmt(value, digits=0):
-    return "-" if value is None else f"{value:,.{digits}f}"
 
 
 class Run:
