@@ -1,9 +1,12 @@
-"""What the peer benchmarks (proc, scripts, monitor) print: medians, ratios, numbers.
+"""What the peer benchmarks (proc, scripts, monitor) share: the figures they print
+(medians, ratios, numbers) and the frame of their measuring part.
 
 None stands for "not measured" throughout: a median of nothing, a ratio with a
 missing side, a number printed as "-".
 """
 
+import contextlib
+import signal
 import statistics
 
 
@@ -18,3 +21,21 @@ def ratio(a, b):
 
 def fmt(value, digits=0):
     return "-" if value is None else f"{value:,.{digits}f}"
+
+
+@contextlib.contextmanager
+def measuring(run, stopping, checked_by):
+    """A benchmark's measuring part: Ctrl-C or an error ends it with a line, not a
+    traceback (a measurement reports and exits 0), and whatever happens RUN's peers are
+    swept and what was left behind is printed (CHECKED_BY: how the run finds its own)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        print(f"interrupted; stopping the {stopping}")
+    except Exception as exc:  # noqa: BLE001 - a measurement reports and exits 0
+        print(f"stopped early: {type(exc).__name__}: {exc}")
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # clean-up short (it is bounded)
+        left = run.sweep()
+        print(f"left behind: {left or 'nothing'} ({checked_by})")

@@ -51,7 +51,7 @@ import time
 from pathlib import Path
 
 import monitor_peers as peers
-from figures import fmt, median, ratio
+from figures import fmt, measuring, median, ratio
 from monitor_peers import SERIES, STEP, Carbon, Collectd, MonitorSManager, SampleStore
 from proc_peers import Wire, cpu_seconds, memory
 from scripts_peers import leftovers
@@ -412,7 +412,7 @@ def main():
           f"{platform.python_version()}, sqlite {sqlite3.sqlite_version}, {os.cpu_count()} CPUs",
           flush=True)
     results, run = {}, Run(args)
-    try:
+    with measuring(run, "peers", "checked by the run's directory"):
         if "1" in parts:
             results["ingest"] = part_ingest(run, args)
         if "2" in parts:
@@ -428,15 +428,6 @@ def main():
             results["collectors"] = part_collectors(run, args)
         elif "4" in parts:
             run.notes.append(f"no collectd at {Collectd.binary}: part 4 not measured")
-    except KeyboardInterrupt:
-        print("interrupted; stopping the peers")
-    except Exception as exc:  # noqa: BLE001 - a measurement reports and exits 0
-        print(f"stopped early: {type(exc).__name__}: {exc}")
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # clean-up short (it is bounded)
-        left = run.sweep()
-        print(f"left behind: {left or 'nothing'} (checked by the run's directory)")
     for note in run.notes:
         print(f"note: {note}")
     if results:

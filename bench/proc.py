@@ -48,7 +48,7 @@ import time
 import xmlrpc.client
 
 import proc_peers as peers
-from figures import median
+from figures import measuring, median
 from proc_peers import ROOT, SManager, Supervisord, Wire
 from servers import source_version
 
@@ -352,7 +352,7 @@ def main():
     rounds, watchers = [], []
     with tempfile.TemporaryDirectory(prefix="bench-proc-") as directory:
         run = Run(args, directory)
-        try:
+        with measuring(run, "managers", "checked by the run's token"):
             for number in range(1, args.rounds + 1):
                 kinds = [("sv", Supervisord), ("sm", SManager)][:: 1 if number % 2 else -1]
                 result = {"sv": {}, "sm": {}}
@@ -363,15 +363,6 @@ def main():
                 rounds.append(result)
                 watchers += [probe] if probe else []
                 round_line(number, result, probe)
-        except KeyboardInterrupt:
-            print("interrupted; stopping the managers")
-        except Exception as exc:  # noqa: BLE001 - a measurement reports and exits 0
-            print(f"stopped early: {type(exc).__name__}: {exc}")
-        finally:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # clean-up short (it is bounded)
-            left = run.sweep()
-            print(f"left behind: {left or 'nothing'} (checked by the run's token)")
     for note in run.notes:
         print(f"note: {note}")
     if rounds:

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import proc_peers
 import scripts_peers as peers
-from figures import fmt, median, ratio
+from figures import fmt, measuring, median, ratio
 from run import measure as echo_measure
 from run import run_scenario
 from servers import ROOT, source_version
@@ -293,7 +293,7 @@ def main():
     rounds, idle, profiled = [], None, None
     with tempfile.TemporaryDirectory(prefix="bench-scripts-") as directory:
         run = Run(args, directory)
-        try:
+        with measuring(run, "peers", "checked by the run's directory"):
             run.smanager = run.peer(lambda: peers.ScriptsSManager(
                 run.dir, "smanager", run.scripts, state_dir=run.state_dir("smanager")),
                 args.server_cpu)
@@ -317,15 +317,6 @@ def main():
             idle = idle_cost(run, args)
             if args.profile:
                 profiled = profile(run, args)
-        except KeyboardInterrupt:
-            print("interrupted; stopping the peers")
-        except Exception as exc:  # noqa: BLE001 - a measurement reports and exits 0
-            print(f"stopped early: {type(exc).__name__}: {exc}")
-        finally:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # clean-up short (it is bounded)
-            left = run.sweep()
-            print(f"left behind: {left or 'nothing'} (checked by the run's directory)")
     if rounds:
         report(rounds, args)
     if idle:
