@@ -57,7 +57,7 @@ class Manager:
         checked there too (one compare): a connection whose level is too low
         takes the general path, which says why not.
         """
-        catalog = self.catalog
+        catalog = self.roster.catalog
         call = catalog.calls.get(raw)
         if call is None or call.command.level > peer.level:
             try:

@@ -149,6 +149,7 @@ class Runner:
     def __init__(self, executor, default_timeout):
         self.executor = executor
         self.default_timeout = default_timeout
+        self._steps = None  # the eager.Steps first steps run in, while none waits
 
     def bind(self, target, instance, session):
         """A Target's words bound to its command: a Call, or an Outcome with the error."""
@@ -171,20 +172,24 @@ class Runner:
     def start(self, call):
         """Run a Call: its Outcome if it is done at once, else a coroutine that
         finishes it (awaited by the connection's task; see eager.py)."""
-        service, command, instance = call.service, call.command, call.instance
+        service, command, instance, invoke = call
         if service is not None and instance._state is not _RUNNING:
             return Outcome(error=errors.not_running(service.name, instance._state.value))
         kind = command.kind
         if kind is _ASYNC:
+            # Its first step, at once (see eager.py).  The Steps are taken while
+            # it runs: a first step that starts a command of its own gets others.
+            steps, self._steps = self._steps or eager.Steps(), None
             try:
-                coroutine = call.invoke()  # (a call its signature refuses raises here)
-                waiting_on = coroutine.send(None)  # its first step, at once (see eager.py)
-            except StopIteration as done:
-                value = done.value
-                return value if type(value) is Outcome else Outcome(value)
+                waiting_on = steps.send(invoke())  # (a call its signature refuses raises)
             except _CAUGHT as exc:  # nothing cancels a first step: a CancelledError is its own
                 return Outcome(error=_failure(exc, None, call.label, None, service, command.secret))
-            return self._resumed(coroutine, waiting_on, call)
+            if waiting_on is not _DONE:
+                return self._resumed(steps, waiting_on, call)  # the Steps are its own now
+            self._steps = steps
+            box = steps.box
+            value, box[0] = box[0], None
+            return value if type(value) is Outcome else Outcome(value)
         if kind is Kind.BLOCKING:
             return self._in_thread(call.invoke, call)
         try:
@@ -194,11 +199,11 @@ class Runner:
         return Outcome(stream=Stream(generator, self._timeout(call), call.label, service,
                                      bool(command.secret)))
 
-    async def _resumed(self, coroutine, waiting_on, call):
+    async def _resumed(self, steps, waiting_on, call):
         deadline, timeout = None, self._timeout(call)
         try:
             async with asyncio.timeout(timeout) as deadline:
-                value = await eager.resume(coroutine, waiting_on)
+                value = await eager.resume(steps, waiting_on)
         except _CAUGHT as exc:  # every failure is a reply
             _reraise_real_cancellation(exc)
             return Outcome(error=_failure(exc, deadline, call.label, timeout, call.service,
@@ -241,7 +246,7 @@ class Runner:
 
 
 _CAUGHT = (*errors.SERVICE_FAILURES, asyncio.CancelledError)
-_RUNNING, _ASYNC = State.RUNNING, Kind.ASYNC  # looked up on every request
+_RUNNING, _ASYNC, _DONE = State.RUNNING, Kind.ASYNC, eager.DONE  # looked up on every request
 
 
 def _reraise_real_cancellation(exc):

@@ -128,7 +128,14 @@ class Connection(asyncio.BufferedProtocol):
         framer.max_line = self._line_limits[self.peer.on_probation]
         pipeline.hold()  # the replies ready by the end of this read: one write
         try:
-            self._take(framer.feed(data))
+            events = framer.feed(data)
+            if framer.only_lines and self.lines_seen and not self.peer.on_probation:
+                # Lines past the first, from a client that may send any number:
+                # nothing to check one by one, so they join the queue at once.
+                self.lines_seen += len(events)
+                pipeline.take(events)
+            else:
+                self._take(events)
             if self.lines_seen == 0 and framer.has_partial and pipeline.accepting:
                 self._maybe_oneshot(data)
             pipeline.advance()
@@ -197,6 +204,7 @@ class Connection(asyncio.BufferedProtocol):
                 f"{self.peer.address} sent more than {self.framer.max_line} bytes")
             self.pipeline.stop_with(errors.line_too_long(self.framer.max_line))
         elif type(event) is framing.TelnetAnswer:
+            self.pipeline.advance()  # after the replies to the lines before it
             self.pipeline.send(event)
 
     def _line(self, raw):

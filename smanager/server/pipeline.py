@@ -1,8 +1,12 @@
 """The lines of one connection, answered in order.
 
-1. Every line takes one path: ``Manager.answer(raw, peer)``, then its reply is
-   written (and audited).  It runs at once, in the callback that read it,
-   acting as the connection's one task, its worker (see core/eager.py).
+1. Every line takes one path: it joins the queue (``add()``, or ``take()``
+   for a read's worth), and ``_answer_queued()`` runs ``Manager.answer(raw,
+   peer)`` for each line in turn and writes its reply (and audits it).  That
+   loop runs in the callback that read the lines, once per read, acting as
+   the connection's one task, its worker (see core/eager.py): a read of
+   sixteen pipelined lines is one pass, with no task switch or loop
+   iteration between them.
 2. The replies ready by the end of one read go out in one write (``hold()``
    ... ``flush()``, around each read), in order, at most COALESCE_BYTES held:
    one send() for a read's worth of pipelined lines, not one per line.
@@ -110,22 +114,16 @@ class Pipeline:
     # -- input -------------------------------------------------------------------
 
     def add(self, raw):
-        """A line, from a protocol callback: answered at once if nothing is
-        ahead of it (acting as the worker), else queued behind what is."""
-        queue = self.queue
-        if self.job is None and not queue and not self.flow.write_paused \
-                and not self.transport.is_closing():
-            worker = self.worker or self._start_worker()
-            eager.enter_task(self._loop, worker)
-            try:
-                work = self._begin(raw)
-            finally:
-                eager.leave_task(self._loop, worker)
-            if work is not None:
-                self._hand_over(work)
-            return
-        queue.append(raw)
-        if len(queue) >= QUEUE_HIGH:
+        """A line, from a protocol callback: answered by the advance() that
+        ends the callback, in turn behind what is ahead of it."""
+        self.queue.append(raw)
+        if len(self.queue) >= QUEUE_HIGH:
+            self.flow.stop_reading("queue")
+
+    def take(self, lines):
+        """The lines of one read, as add() takes one."""
+        self.queue.extend(lines)
+        if len(self.queue) >= QUEUE_HIGH:
             self.flow.stop_reading("queue")
 
     def no_more_input(self):
@@ -189,8 +187,6 @@ class Pipeline:
     def advance(self):
         """From a protocol callback: answer queued lines now, acting as the
         worker (see core/eager.py), until one has to wait; close if ending."""
-        if not self.queue and self.phase is _OPEN:
-            return  # the common case: every line was answered as it came
         if self.job is None and self.queue and not self.transport.is_closing():
             worker = self.worker or self._start_worker()
             eager.enter_task(self._loop, worker)
@@ -207,39 +203,41 @@ class Pipeline:
         return self.worker
 
     def _answer_queued(self):
-        """Answer queued lines, in order, until one leaves work for the worker."""
-        queue, flow, transport = self.queue, self.flow, self.transport
-        while queue and not transport.is_closing():
+        """Answer queued lines, in order, in one pass, until one leaves work for
+        the worker.  A reply done at once is rendered and held (or written)
+        right here: this loop is every pipelined line's path, so it makes no
+        call it can do without."""
+        queue, flow, answer, peer = self.queue, self.flow, self._answer, self.peer
+        closing = self.transport.is_closing
+        while queue and not closing():
             if flow.write_paused:
                 return self._hand_over(DRAIN)
-            item = queue.popleft()
+            raw = queue.popleft()
             if flow.held and len(queue) <= QUEUE_LOW:
                 flow.start_reading("queue")
-            if type(item) is StopWith:
-                self.send(self.format.error(item.error))
+            if type(raw) is StopWith:
+                self.send(self.format.error(raw.error))
                 return
-            work = self._begin(item)
-            if work is not None:
-                return self._hand_over(work)
-
-    def _begin(self, raw):
-        """Answer one line; write its reply if done, else return the work left to do.
-
-        (Its caller has made sure the transport is not closing.)
-        """
-        if self.audit is not None:
-            self._audited = (time.time(), raw)
-        outcome = self._answer(raw, self.peer)
-        if type(outcome) is Outcome and outcome.stream is None:
+            if self.audit is not None:
+                self._audited = (time.time(), raw)
+            outcome = answer(raw, peer)
+            if type(outcome) is not Outcome or outcome.stream is not None:
+                if outcome is not None:  # None: a blank line
+                    return self._hand_over(outcome)
+                continue
             if outcome.mode is not None:
                 self._switch(outcome.mode)
-            self.send(self._render_reply(outcome))
+            data = self._render_reply(outcome)
+            held = self._held
+            if held is None or self._held_bytes + len(data) >= COALESCE_BYTES:
+                self.send(data)  # (which writes what is held, this too)
+            else:
+                held.append(data)  # what send() does, without the call
+                self._held_bytes += len(data)
             if self._audited is not None:
                 self._audit(outcome.error)
-            if outcome.close or outcome.error is not None and self.peer.on_probation:
+            if outcome.close or outcome.error is not None and peer.on_probation:
                 self._after(outcome.close, outcome.error)
-            return None
-        return outcome  # None for a blank line, or work for the worker
 
     def _switch(self, mode):
         self.format = formats.FORMATS[mode]

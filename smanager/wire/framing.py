@@ -80,6 +80,7 @@ class LineFramer:
         self._refused = set()  # (verb, option) already answered
         self._stateful = False  # a telnet command or subnegotiation is half-read, or overflowed
         self.telnet_seen = False  # the client has spoken telnet: it is interactive
+        self.only_lines = True  # the last feed() found lines and nothing else
 
     @property
     def partial(self):
@@ -96,12 +97,20 @@ class LineFramer:
         return not self._partial and not self._stateful
 
     def feed(self, data):
-        """Consume bytes; return the events they complete, in order."""
-        if (not self._stateful and not self._partial and data[-1:] == b"\n"
-                and _SPECIAL.search(data).end() == len(data) <= self.max_line):
-            # The common case, one whole line with no telnet, NUL or second newline
-            # in it: the same result as the general path, for a third of the cost.
-            return [data[:-2] if data[-2:-1] == b"\r" else data[:-1]]
+        """Consume bytes; return the events they complete, in order.
+
+        ``only_lines`` then says whether every event is a line (no telnet
+        answer, interrupt or overflow), so a caller may take them as a batch.
+        """
+        self.only_lines = True
+        if not self._stateful and len(self._partial) + len(data) <= self.max_line \
+                and _IAC_BYTE not in data and b"\x00" not in data:
+            # The common cases, plain text that cannot overflow: whole lines
+            # at once, the same result as the general path at a fraction of its cost.
+            if not self._partial and data[-1:] == b"\n" and data.find(b"\n") == len(data) - 1:
+                return [data[:-2] if data[-2:-1] == b"\r" else data[:-1]]
+            return self._split_text(data)
+        self.only_lines = False
         events = []
         if self.overflowed:
             return events
@@ -129,6 +138,19 @@ class LineFramer:
         return line
 
     # -- text ------------------------------------------------------------------
+
+    def _split_text(self, data):
+        """Plain text (no telnet, no NUL) whose lines all fit: split in one go."""
+        lines = data.split(b"\n")
+        if self._partial:
+            lines[0] = bytes(self._partial) + lines[0]
+            self._partial.clear()
+        tail = lines.pop()
+        if tail:
+            self._partial += tail
+        if b"\r" in data or lines and lines[0][-1:] == b"\r":  # a CR LF split across reads
+            lines = [line[:-1] if line[-1:] == b"\r" else line for line in lines]
+        return lines
 
     def _add_text(self, data, events):
         if b"\x00" in data:

@@ -62,3 +62,25 @@ async def test_the_bytes_held_for_one_write_are_bounded():
         assert replies == [f"{word}\n{SEP}"] * lines
         assert max(counting.writes) < COALESCE_BYTES + 1100  # one reply past the bound at most
         await client.close()
+
+
+async def test_the_lines_of_one_read_are_answered_in_one_pass_as_the_worker():
+    """No task switch and no turn of the event loop between the pipelined lines of one
+    read: each is answered as the connection's worker, before any callback runs."""
+    async with rev_server() as server:
+        client, counting = await counted_client(server)
+        pipeline = the_connection(server).pipeline
+        loop, answer, seen, turns = asyncio.get_running_loop(), pipeline._answer, [], []
+
+        def recording_answer(raw, peer):
+            if not seen:  # runs at the loop's next turn: it must come after every line
+                loop.call_soon(lambda: turns.append(len(seen)))
+            seen.append(asyncio.current_task())
+            return answer(raw, peer)
+
+        pipeline._answer = recording_answer
+        await client.send("".join(f"rev say {n}\n" for n in range(16)).encode())
+        assert await client.replies(16) == [f"{n}\n{SEP}" for n in range(16)]
+        assert counting.writes == [sum(len(f"{n}\n{SEP}") for n in range(16))]
+        assert turns == [16] and set(seen) == {pipeline.worker}
+        await client.close()

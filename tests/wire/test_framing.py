@@ -185,7 +185,10 @@ def events_of(chunks, max_line, general=False, counter=None):
         if general:
             framer._stateful = True  # the fast path's guard; the general path recomputes it
         before, stopped = len(calls), framer.overflowed
-        events += framer.feed(chunk)
+        found = framer.feed(chunk)
+        if framer.only_lines:  # what a caller may take as a batch of lines
+            assert all(type(event) is bytes for event in found), (chunk, found)
+        events += found
         if counter is not None and len(calls) == before and not stopped:
             counter.append(chunk)
     events += framer.eof()
