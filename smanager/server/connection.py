@@ -126,16 +126,16 @@ class Connection(asyncio.BufferedProtocol):
         framer = self.framer
         # Read per read, as a login or a change in the users file moves it.
         framer.max_line = self._line_limits[self.peer.on_probation]
+        events = framer.feed(data)
+        if framer.only_lines and self.lines_seen and not self.peer.on_probation:
+            # Lines past the first, from a client that may send any number:
+            # nothing to check one by one, so the pipeline takes them together.
+            self.lines_seen += len(events)
+            pipeline.take(events)
+            return
         pipeline.hold()  # the replies ready by the end of this read: one write
         try:
-            events = framer.feed(data)
-            if framer.only_lines and self.lines_seen and not self.peer.on_probation:
-                # Lines past the first, from a client that may send any number:
-                # nothing to check one by one, so they join the queue at once.
-                self.lines_seen += len(events)
-                pipeline.take(events)
-            else:
-                self._take(events)
+            self._take(events)
             if self.lines_seen == 0 and framer.has_partial and pipeline.accepting:
                 self._maybe_oneshot(data)
             pipeline.advance()

@@ -48,7 +48,7 @@ class Phase(enum.IntEnum):
     CLOSED = 2
 
 
-_OPEN = Phase.OPEN  # looked up on every read
+_OPEN, _ENDING = Phase.OPEN, Phase.ENDING  # looked up on every read
 
 
 class StopWith(NamedTuple):
@@ -121,10 +121,18 @@ class Pipeline:
             self.flow.stop_reading("queue")
 
     def take(self, lines):
-        """The lines of one read, as add() takes one."""
-        self.queue.extend(lines)
-        if len(self.queue) >= QUEUE_HIGH:
-            self.flow.stop_reading("queue")
+        """The lines of one read, from the callback that read them: queued,
+        answered in one pass, and the replies ready sent in one write -- what
+        add() for each, then advance() between hold() and flush(), does."""
+        self._held, self._held_bytes = [], 0
+        try:
+            queue = self.queue
+            queue.extend(lines)
+            if len(queue) >= QUEUE_HIGH:
+                self.flow.stop_reading("queue")
+            self.advance()
+        finally:
+            self.flush()
 
     def no_more_input(self):
         """The client has finished (or is treated as finished): close when done."""
@@ -194,7 +202,7 @@ class Pipeline:
                 self._answer_queued()
             finally:
                 eager.leave_task(self._loop, worker)
-        if self.job is None and self.phase is Phase.ENDING:
+        if self.job is None and self.phase is _ENDING:
             self.close()
 
     def _start_worker(self):
@@ -209,7 +217,9 @@ class Pipeline:
         call it can do without."""
         queue, flow, answer, peer = self.queue, self.flow, self._answer, self.peer
         closing = self.transport.is_closing
-        while queue and not closing():
+        if closing():
+            return
+        while queue:  # (only a write can close the transport in here: see below)
             if flow.write_paused:
                 return self._hand_over(DRAIN)
             raw = queue.popleft()
@@ -231,6 +241,8 @@ class Pipeline:
             held = self._held
             if held is None or self._held_bytes + len(data) >= COALESCE_BYTES:
                 self.send(data)  # (which writes what is held, this too)
+                if closing():  # the write failed: the client is gone
+                    return
             else:
                 held.append(data)  # what send() does, without the call
                 self._held_bytes += len(data)
