@@ -1,10 +1,14 @@
-"""The eager-step helpers keep asyncio's semantics: current task, timeouts, cancellation."""
+"""The eager-step helpers keep asyncio's semantics: current task, timeouts, cancellation;
+Steps run first steps one after another, and hand themselves on when one waits."""
 
 import asyncio
+from types import SimpleNamespace
 
 import pytest
 
-from smanager.core.eager import enter_task, leave_task, resume
+from smanager.core.eager import DONE, Steps, enter_task, leave_task, resume
+from smanager.core.runner import Call, Runner
+from smanager.core.signature import Kind
 
 
 class Done:
@@ -142,3 +146,77 @@ async def test_closing_an_unfinished_resume_closes_the_command():
     relay.send(None)  # started, as a task would
     relay.close()
     assert closed == [True]
+
+
+# -- Steps: first steps one after another, without a StopIteration each -------------
+
+
+async def test_steps_run_coroutine_after_coroutine_and_keep_each_result():
+    async def double(n):
+        return 2 * n
+
+    steps = Steps()
+    for n in range(3):
+        assert steps.send(double(n)) is DONE
+        assert steps.box[0] == 2 * n
+
+
+async def test_steps_whose_coroutine_waits_are_resumed_to_its_result():
+    async def later(value):
+        await asyncio.sleep(0)
+        return value
+
+    steps = Steps()
+    waiting_on = steps.send(later("late"))
+    assert waiting_on is not DONE
+    assert await finish_in(resume(steps, waiting_on)) == "late"
+    assert steps.box == [None]  # the result is handed on, not kept
+
+
+async def test_a_failure_in_a_first_step_comes_out_of_send_and_ends_the_steps():
+    async def fails():
+        raise KeyError("now")
+
+    async def fine():
+        return 1
+
+    steps = Steps()
+    with pytest.raises(KeyError):
+        steps.send(fails())
+    coroutine = fine()
+    with pytest.raises(StopIteration):  # spent: the runner makes new Steps after a failure
+        steps.send(coroutine)
+    coroutine.close()
+
+
+async def test_closing_steps_in_the_middle_of_a_coroutine_closes_the_coroutine():
+    closed = []
+
+    async def endless():
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            closed.append(True)
+
+    steps = Steps()
+    relay = resume(steps, steps.send(endless()))
+    relay.send(None)
+    relay.close()
+    assert closed == [True]
+
+
+async def test_a_first_step_that_runs_a_command_of_its_own_gets_steps_of_its_own():
+    """The runner's Steps are taken while a first step runs: a nested first step (a command
+    that runs another at once) must not find them busy, and the outer result is not mixed up."""
+    runner = Runner(executor=None, default_timeout=1.0)
+    command = SimpleNamespace(kind=Kind.ASYNC, secret=False, name="x", toplevel=True)
+
+    async def inner():
+        return "inner"
+
+    async def outer():
+        nested = runner.start(Call(None, command, None, inner))
+        return f"outer saw {nested.value}"
+
+    for _ in range(2):  # and again, with the Steps the first round handed back
+        assert runner.start(Call(None, command, None, outer)).value == "outer saw inner"
