@@ -117,7 +117,7 @@ class Connection(asyncio.BufferedProtocol):
                 self.early += self._buffer[:nbytes]
             return
         self.reads += 1
-        self.data_received(bytes(self._buffer[:nbytes]))
+        self.data_received(self._buffer[:nbytes].tobytes())
 
     def data_received(self, data):
         pipeline = self.pipeline

@@ -195,7 +195,7 @@ class Pipeline:
     def advance(self):
         """From a protocol callback: answer queued lines now, acting as the
         worker (see core/eager.py), until one has to wait; close if ending."""
-        if self.job is None and self.queue and not self.transport.is_closing():
+        if self.job is None and self.queue:  # (_answer_queued looks at the transport)
             worker = self.worker or self._start_worker()
             eager.enter_task(self._loop, worker)
             try:
