@@ -110,6 +110,8 @@ async def run_line(manager, line, peer=None):
     sends it, run to its end: its Outcome, or None for a blank line."""
     raw = line if isinstance(line, bytes) else line.encode()
     outcome = manager.answer(raw, peer or Peer("test:1"))
+    if type(outcome) is str:  # a text reply done at once comes as it is
+        return Outcome(outcome)
     return outcome if outcome is None or type(outcome) is Outcome else await outcome
 
 

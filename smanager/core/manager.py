@@ -48,8 +48,10 @@ class Manager:
 
     def answer(self, raw, peer):
         """The one way a line is run: one framed line's bytes, and who sent it ->
-        None for a blank line, an Outcome, or a coroutine that finishes it.  The
-        connection's worker finishes a coroutine, and sends an Outcome's stream.
+        None for a blank line, a str (a text reply, done at once: most replies,
+        and an Outcome for each would cost a tenth of a trivial command), an
+        Outcome, or a coroutine that finishes it.  The connection's worker
+        finishes a coroutine, and sends an Outcome's stream.
 
         Parsing, resolving and binding depend only on the line and the catalog,
         so the catalog remembers the Call of a line that needs no session, and

@@ -170,8 +170,9 @@ class Runner:
         return self.default_timeout if limit is None else limit
 
     def start(self, call):
-        """Run a Call: its Outcome if it is done at once, else a coroutine that
-        finishes it (awaited by the connection's task; see eager.py)."""
+        """Run a Call: its Outcome if it is done at once (a str value as it is),
+        else a coroutine that finishes it (awaited by the connection's task;
+        see eager.py)."""
         service, command, instance, invoke = call
         if service is not None and instance._state is not _RUNNING:
             return Outcome(error=errors.not_running(service.name, instance._state.value))
@@ -189,7 +190,8 @@ class Runner:
             self._steps = steps
             box = steps.box
             value, box[0] = box[0], None
-            return value if type(value) is Outcome else Outcome(value)
+            # A str (most replies) is passed on as it is (see Manager.answer).
+            return value if type(value) is str or type(value) is Outcome else Outcome(value)
         if kind is Kind.BLOCKING:
             return self._in_thread(call.invoke, call)
         try:

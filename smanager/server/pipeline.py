@@ -81,7 +81,7 @@ class Pipeline:
         self._wakeup = None  # the future an idle worker waits on
         self.flow = Flow(transport)
         self.format = formats.Text  # replies' format: `mode json` switches it
-        self._render_reply = self.format.reply
+        self._render_reply, self._render_value = self.format.reply, self.format.value
         self.audit = audit  # an Audit, or None: then nothing here costs a thing
         self._audited = None  # (time begun, raw line) of the line being answered
         self._held = None  # replies held for one write (rule 2); None: not holding
@@ -231,13 +231,16 @@ class Pipeline:
             if self.audit is not None:
                 self._audited = (time.time(), raw)
             outcome = answer(raw, peer)
-            if type(outcome) is not Outcome or outcome.stream is not None:
+            if type(outcome) is str:  # a text reply, done at once: most lines
+                data = self._render_value(outcome)
+            elif type(outcome) is not Outcome or outcome.stream is not None:
                 if outcome is not None:  # None: a blank line
                     return self._hand_over(outcome)
                 continue
-            if outcome.mode is not None:
-                self._switch(outcome.mode)
-            data = self._render_reply(outcome)
+            else:
+                if outcome.mode is not None:
+                    self._switch(outcome.mode)
+                data = self._render_reply(outcome)
             held = self._held
             if held is None or self._held_bytes + len(data) >= COALESCE_BYTES:
                 self.send(data)  # (which writes what is held, this too)
@@ -246,14 +249,18 @@ class Pipeline:
             else:
                 held.append(data)  # what send() does, without the call
                 self._held_bytes += len(data)
-            if self._audited is not None:
-                self._audit(outcome.error)
-            if outcome.close or outcome.error is not None and peer.on_probation:
-                self._after(outcome.close, outcome.error)
+            if type(outcome) is str:
+                if self._audited is not None:
+                    self._audit(None)
+            else:
+                if self._audited is not None:
+                    self._audit(outcome.error)
+                if outcome.close or outcome.error is not None and peer.on_probation:
+                    self._after(outcome.close, outcome.error)
 
     def _switch(self, mode):
         self.format = formats.FORMATS[mode]
-        self._render_reply = self.format.reply
+        self._render_reply, self._render_value = self.format.reply, self.format.value
 
     def _after(self, close, error):
         """End after this reply if it asks to, or if it is an error to a

@@ -179,13 +179,17 @@ def render_error(message):
 
 def render_reply(reply):
     """A whole (not streamed) Reply: its error, or its value as text."""
-    value = reply.value
-    if type(value) is str and reply.error is None and SEPARATOR not in value:
+    if reply.error is not None:
+        return render_error(reply.error)
+    return render_value(reply.value)
+
+
+def render_value(value):
+    """A command's value (no error) as a whole reply."""
+    if type(value) is str and SEPARATOR not in value:
         value = value.rstrip("\n")  # the common case, without the general path's calls
         return (value + _NEWLINE_SEPARATOR).encode("utf-8", "replace") if value \
             else _SEPARATOR_BYTES
-    if reply.error is not None:
-        return render_error(reply.error)
     return render_text(to_text(value))
 
 

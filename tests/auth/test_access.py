@@ -123,7 +123,7 @@ async def test_the_allowance_holds_at_every_level_and_only_for_the_command_named
 async def test_the_remembered_line_lane_checks_the_level(closed):
     alice, carol = peer_of(closed, "alice"), peer_of(closed, "carol")
     for _ in range(3):
-        assert closed.answer(b"systemstatus echo hi", alice).value == "hi"
+        assert closed.answer(b"systemstatus echo hi", alice) == "hi"  # a str: done at once
     assert b"systemstatus echo hi" in closed.catalog.calls
     denied = closed.answer(b"systemstatus echo hi", carol)
     assert denied.error == "'systemstatus echo' needs the operate level; carol has read"

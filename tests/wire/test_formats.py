@@ -9,6 +9,7 @@ import pytest
 from helpers import SEP_LINE
 
 from smanager.core.runner import Outcome
+from smanager.wire import formats, protocol
 from smanager.wire.formats import Json, Text
 from smanager.wire.protocol import Shown
 
@@ -76,3 +77,19 @@ def test_a_text_reply_in_json_mode_is_the_same_line_the_general_path_writes(text
                + "\n").encode("utf-8", "replace")
     assert Json.reply(Outcome(value=text)) == general
     assert json.loads(Json.reply(Outcome(value=text)).decode("utf-8", "replace"))["ok"] is True
+
+
+GENERAL_PATHS = {  # what each format writes for any value, without its fast path for a str
+    Text: lambda value: protocol.render_text(protocol.to_text(value)),
+    Json: lambda value: formats._line({"ok": True}, "result", value),
+}
+
+
+@pytest.mark.parametrize("format", [Text, Json])
+@pytest.mark.parametrize("value", ["hi", "", "\n", "two\nlines\n\n", "-" * 50, "a\n" + "-" * 60,
+                                   "caf\u00e9", "lone \udc80 surrogate", "x" * 70000])
+def test_a_str_value_is_written_as_the_general_path_writes_it(format, value):
+    """The runner hands a str done at once on as it is, and the pipeline renders it with
+    ``format.value``: byte for byte what the general path gives, and what the reply holding
+    it gives."""
+    assert format.value(value) == GENERAL_PATHS[format](value) == format.reply(Outcome(value))
