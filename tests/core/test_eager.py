@@ -132,7 +132,17 @@ async def test_a_timeout_around_resume_cancels_the_command():
         await finish_in(bounded())
 
 
-async def test_closing_an_unfinished_resume_closes_the_command():
+def started_plain(coroutine):
+    return coroutine, first_step(coroutine)
+
+
+def started_in_steps(coroutine):
+    steps = Steps()
+    return steps, steps.send(coroutine)
+
+
+@pytest.mark.parametrize("start", [started_plain, started_in_steps])
+async def test_closing_an_unfinished_resume_closes_the_command(start):
     closed = []
 
     async def endless():
@@ -141,8 +151,7 @@ async def test_closing_an_unfinished_resume_closes_the_command():
         finally:
             closed.append(True)
 
-    coroutine = endless()
-    relay = resume(coroutine, first_step(coroutine))
+    relay = resume(*start(endless()))
     relay.send(None)  # started, as a task would
     relay.close()
     assert closed == [True]
@@ -187,22 +196,6 @@ async def test_a_failure_in_a_first_step_comes_out_of_send_and_ends_the_steps():
     with pytest.raises(StopIteration):  # spent: the runner makes new Steps after a failure
         steps.send(coroutine)
     coroutine.close()
-
-
-async def test_closing_steps_in_the_middle_of_a_coroutine_closes_the_coroutine():
-    closed = []
-
-    async def endless():
-        try:
-            await asyncio.sleep(3600)
-        finally:
-            closed.append(True)
-
-    steps = Steps()
-    relay = resume(steps, steps.send(endless()))
-    relay.send(None)
-    relay.close()
-    assert closed == [True]
 
 
 async def test_a_first_step_that_runs_a_command_of_its_own_gets_steps_of_its_own():
