@@ -232,7 +232,7 @@ class Pipeline:
                 self._audited = (time.time(), raw)
             outcome = answer(raw, peer)
             if type(outcome) is str:  # a text reply, done at once: most lines
-                data = self._render_value(outcome)
+                data, error, close = self._render_value(outcome), None, False
             elif type(outcome) is not Outcome or outcome.stream is not None:
                 if outcome is not None:  # None: a blank line
                     return self._hand_over(outcome)
@@ -240,7 +240,7 @@ class Pipeline:
             else:
                 if outcome.mode is not None:
                     self._switch(outcome.mode)
-                data = self._render_reply(outcome)
+                data, error, close = self._render_reply(outcome), outcome.error, outcome.close
             held = self._held
             if held is None or self._held_bytes + len(data) >= COALESCE_BYTES:
                 self.send(data)  # (which writes what is held, this too)
@@ -249,14 +249,10 @@ class Pipeline:
             else:
                 held.append(data)  # what send() does, without the call
                 self._held_bytes += len(data)
-            if type(outcome) is str:
-                if self._audited is not None:
-                    self._audit(None)
-            else:
-                if self._audited is not None:
-                    self._audit(outcome.error)
-                if outcome.close or outcome.error is not None and peer.on_probation:
-                    self._after(outcome.close, outcome.error)
+            if self._audited is not None:
+                self._audit(error)
+            if close or error is not None and peer.on_probation:
+                self._after(close, error)
 
     def _switch(self, mode):
         self.format = formats.FORMATS[mode]
