@@ -295,8 +295,8 @@ class Pipeline:
         job (the loop closing down), it ends the worker.  After each job the
         task's cancel count is reset, so the next one starts clean.
         """
-        loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
+        # As _start_worker made it (asking asyncio costs a getpid() each time).
+        loop, task = self._loop, self.worker
         try:
             while not self.transport.is_closing():
                 if self.job is None:

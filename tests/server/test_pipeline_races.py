@@ -35,6 +35,9 @@ class RecordingTransport:
     def is_closing(self):
         return self.closing
 
+    def get_extra_info(self, name, default=None):
+        return default  # a plain connection: no TLS, no socket
+
     def close(self):
         self.closing = True
 

@@ -31,6 +31,7 @@ from helpers import config as server_config
 
 from smanager.client import CannotConnect
 from smanager.config import ConfigError
+from smanager.server import tls
 from smanager.server.server import Server
 
 
@@ -342,3 +343,33 @@ def test_a_tls_client_that_closes_its_side_when_its_input_ends_still_gets_its_re
     out, _ = piped(["socat", "-t", "5", "-", f"OPENSSL:127.0.0.1:{port},cafile={pki / 'ca.pem'}"],
                    SLOW + b"\n")
     assert out == SLEPT
+
+
+class PausedTransport:
+    """A transport whose reading we stopped; it records what closing it does."""
+
+    def __init__(self, sslcontext):
+        self.sslcontext, self.calls = sslcontext, []
+
+    def get_extra_info(self, name, default=None):
+        return self.sslcontext if name == "sslcontext" else default
+
+    def is_closing(self):
+        return "close" in self.calls
+
+    def resume_reading(self):
+        self.calls.append("resume_reading")
+
+    def close(self):
+        self.calls.append("close")
+
+
+@pytest.mark.parametrize("sslcontext, calls", [
+    (None, ["close"]),  # plain: resuming would cost two epoll_ctl a connection, for nothing
+    (object(), ["resume_reading", "close"]),  # TLS: its close waits for the client's end
+])
+def test_a_connection_is_closed_once_and_resumed_first_only_under_tls(sslcontext, calls):
+    transport = PausedTransport(sslcontext)
+    tls.close(transport)
+    tls.close(transport)
+    assert transport.calls == calls
