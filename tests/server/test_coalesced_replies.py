@@ -84,3 +84,17 @@ async def test_the_lines_of_one_read_are_answered_in_one_pass_as_the_worker():
         assert counting.writes == [sum(len(f"{n}\n{SEP}") for n in range(16))]
         assert turns == [16] and set(seen) == {pipeline.worker}
         await client.close()
+
+
+async def test_a_telnet_answer_follows_the_replies_to_the_lines_before_it_in_the_read():
+    """Lines, a telnet option request and a line in one read: the refusal goes out after
+    the first two replies and before the third, as it was read (DO ECHO -> WONT ECHO)."""
+    async with rev_server() as server:
+        client = await LineClient.connect(server.address[1])
+        await client.ask("rev say warm")  # past the first line: the read is taken as a batch
+        await client.send(b"rev say a\nrev say b\n\xff\xfd\x01rev say c\n")
+        expected = f"a\n{SEP}b\n{SEP}".encode() + b"\xff\xfc\x01" + f"c\n{SEP}".encode()
+        async with asyncio.timeout(TIMEOUT):
+            got = await client.reader.readexactly(len(expected))
+        assert got == expected
+        await client.close()
