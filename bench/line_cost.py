@@ -6,7 +6,8 @@
 Runs a server in-process with line_path.py's stand-in transport and hands one
 connection reads of N pipelined `systemstatus echo hi` lines, as asyncio
 would, from a plain callback: the microseconds per line of everything from the
-read to the reply written.  The socket benchmarks (run.py) measure the whole
+read to the reply written.  Then the same for a connection's whole life (made,
+one line, the client's EOF, lost), asyncio's own transport work aside.  The socket benchmarks (run.py) measure the whole
 server on a shared machine, whose noise moves them by 10 % or more from run to
 run; this moves by a few per cent, so it shows what a change to the path of a
 line did.  A measurement, not a test.
@@ -46,6 +47,48 @@ def per_line(connection, buffer, transport, lines):
     return best
 
 
+class ClosingTransport(Transport):
+    """The stand-in transport, which can also be closed: for a connection's whole life."""
+
+    closing = False
+
+    def is_closing(self):
+        return self.closing
+
+    def close(self):
+        self.closing = True
+
+    abort = close
+
+
+async def per_connection(server, runs=5, connections=2000):
+    """Best of `runs`: microseconds of one connection's life as asyncio drives it --
+    made, one line read and answered, the client's EOF, lost -- with the loop turns
+    its worker task takes."""
+    loop, buffer, best = asyncio.get_running_loop(), server.receive_buffer, float("inf")
+    for _ in range(runs):
+        done, began = loop.create_future(), time.perf_counter()
+
+        def open_one(left):
+            if not left:
+                done.set_result((time.perf_counter() - began) / connections * 1e6)
+                return
+            connection = Connection(server)
+            connection.connection_made(ClosingTransport())
+            buffer[:len(LINE)] = LINE
+            connection.buffer_updated(len(LINE))
+            connection.eof_received()
+            loop.call_soon(lose, connection, left)
+
+        def lose(connection, left):
+            connection.connection_lost(None)
+            loop.call_soon(open_one, left - 1)
+
+        loop.call_soon(open_one, connections)
+        best = min(best, await done)
+    return best
+
+
 async def main(counts):
     server = Server(Config(host="127.0.0.1", port=0))
     await server.start()
@@ -61,6 +104,7 @@ async def main(counts):
     loop.call_soon(measure)
     for lines, micros in (await result).items():
         print(f"{lines:4d} line(s) a read: {micros:6.3f} us a line")
+    print(f"a connection (made, one line, EOF, lost): {await per_connection(server):6.2f} us")
     sys.stdout.flush()
     os._exit(0)  # the stand-in transport cannot be closed the usual way
 
