@@ -244,15 +244,16 @@ class Pipeline:
             held = self._held
             if held is None or self._held_bytes + len(data) >= COALESCE_BYTES:
                 self.send(data)  # (which writes what is held, this too)
-                if closing():  # the write failed: the client is gone
-                    return
+                held = None  # written: the write may have found the client gone
             else:
                 held.append(data)  # what send() does, without the call
                 self._held_bytes += len(data)
             if self._audited is not None:
-                self._audit(error)
+                self._audit(error)  # the line ran: it is audited even if its reply is lost
             if close or error is not None and peer.on_probation:
                 self._after(close, error)
+            if held is None and closing():  # the client is gone: nothing more runs
+                return
 
     def _switch(self, mode):
         self.format = formats.FORMATS[mode]

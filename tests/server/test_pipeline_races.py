@@ -1,7 +1,8 @@
 """Races at the Pipeline itself, with no socket: a real Manager and services and a
 transport that records what is written (and anything written after close).
 Ctrl-C, shutdown and a lost connection each land between a job's hand-over and
-the worker's first step; queued jobs each run exactly once."""
+the worker's first step; queued jobs each run exactly once; a line whose reply
+finds the client gone is still audited."""
 
 import asyncio
 import contextlib
@@ -172,3 +173,33 @@ async def test_a_queued_job_runs_exactly_once():
         marks = [line for line in transport.out.decode().split("\n") if line.startswith("mark")]
         assert marks == [f"mark {i}" for i in range(1, len(marks) + 1)]
         assert rev_of(manager).marks == len(marks) and transport.late == []
+
+
+class RecordingAudit:
+    def __init__(self):
+        self.lines = []
+
+    def record(self, started, raw, peer, error):
+        self.lines.append((raw, error))
+
+
+class VanishingTransport(RecordingTransport):
+    """The client is gone by the time the first reply is written."""
+
+    def write(self, data):
+        super().write(data)
+        self.closing = True
+
+
+async def test_a_line_whose_reply_finds_the_client_gone_is_audited_and_nothing_after_it_runs():
+    async with started_manager(REV) as manager:
+        transport, audit = VanishingTransport(), RecordingAudit()
+        pipeline = Pipeline(manager, Peer("test:1"), transport, audit)
+        try:
+            await in_callback(lambda: feed(pipeline, b"rev mark", b"rev mark"))
+            assert audit.lines == [(b"rev mark", None)]
+            assert rev_of(manager).marks == 1
+        finally:
+            pipeline.lost()
+            if pipeline.worker is not None:
+                await asyncio.wait({pipeline.worker}, timeout=QUICK)
