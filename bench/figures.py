@@ -1,5 +1,6 @@
 """What the peer benchmarks (proc, scripts, monitor) share: the figures they print
-(medians, ratios, numbers) and the frame of their measuring part.
+(medians, ratios, numbers) and the frame of their measuring part (SIGTERM and
+Ctrl-C end it alike).
 
 None stands for "not measured" throughout: a median of nothing, a ratio with a
 missing side, a number printed as "-".
@@ -21,6 +22,15 @@ def ratio(a, b):
 
 def fmt(value, digits=0):
     return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def end_on_sigterm():
+    """SIGTERM ends a run as Ctrl-C does, so `measuring` stops the peers first."""
+    signal.signal(signal.SIGTERM, _as_ctrl_c)
+
+
+def _as_ctrl_c(signum, frame):
+    raise KeyboardInterrupt
 
 
 @contextlib.contextmanager

@@ -51,7 +51,7 @@ import time
 from pathlib import Path
 
 import monitor_peers as peers
-from figures import fmt, measuring, median, ratio
+from figures import end_on_sigterm, fmt, measuring, median, ratio
 from monitor_peers import SERIES, STEP, Carbon, Collectd, MonitorSManager, SampleStore
 from proc_peers import Wire, cpu_seconds, memory
 from scripts_peers import leftovers
@@ -384,12 +384,8 @@ def report(results, args):
           f"{ISSUE['raw query ms']} ms (this machine, another day)")
 
 
-def interrupted(signum, frame):
-    raise KeyboardInterrupt  # SIGTERM ends the run as Ctrl-C does: peers stopped first
-
-
 def main():
-    signal.signal(signal.SIGTERM, interrupted)
+    end_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, help="rounds (default 5, 3 with --quick)")
     parser.add_argument("--quick", action="store_true", help="fewer, smaller rounds")

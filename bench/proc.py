@@ -48,7 +48,7 @@ import time
 import xmlrpc.client
 
 import proc_peers as peers
-from figures import measuring, median
+from figures import end_on_sigterm, measuring, median
 from proc_peers import ROOT, SManager, Supervisord, Wire
 from servers import source_version
 
@@ -324,12 +324,8 @@ def report(rounds, watchers, args):
                   f"pidfd {shown(pf, unit, scale):>7} {unit:2}  ratio {pf / th:.3g}")
 
 
-def interrupted(signum, frame):
-    raise KeyboardInterrupt  # SIGTERM ends the run as Ctrl-C does: managers stopped first
-
-
 def main():
-    signal.signal(signal.SIGTERM, interrupted)
+    end_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--supervisord", help="the supervisord to run (default: pip-install one)")
     parser.add_argument("--rounds", type=int, help="rounds (default 5, 2 with --quick)")

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import proc_peers
 import scripts_peers as peers
-from figures import fmt, measuring, median, ratio
+from figures import end_on_sigterm, fmt, measuring, median, ratio
 from run import measure as echo_measure
 from run import run_scenario
 from servers import ROOT, source_version
@@ -252,12 +252,8 @@ def print_profile(path):
     stats.sort_stats("cumulative").print_stats(40)
 
 
-def interrupted(signum, frame):
-    raise KeyboardInterrupt  # SIGTERM ends the run as Ctrl-C does: peers stopped first
-
-
 def main():
-    signal.signal(signal.SIGTERM, interrupted)
+    end_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, help="rounds (default 5, 2 with --quick)")
     parser.add_argument("--seconds", type=float, help="measured seconds (default 4, 1 quick)")
