@@ -48,7 +48,8 @@ class Access:
 
     def greet(self, peer):
         """A new connection: give it its level."""
-        self._peers.add(peer)
+        if self.users_file is not None:  # without one, nothing ever settles them again
+            self._peers.add(peer)
         self.settle(peer)
 
     def settle(self, peer):

@@ -22,13 +22,19 @@ the protocol callback that read it, *on behalf of* its own long-lived task:
 - ``resume(coroutine, waiting_on)`` is an awaitable that, awaited in the task,
   carries the suspended coroutine (or Steps) on: it hands the future to the
   task and relays whatever the task sends or throws (a result, a cancellation).
+- ``Spare`` is a task first steps run as before a connection has one of its
+  own, so that a client whose commands all finish at once (a netcat
+  one-liner) costs no task of its own: a task's making, and the two loop
+  turns that start and end it, are a fifth of such a connection's cost.
 """
 
+import asyncio
+import sys
 import types
 from asyncio.tasks import _enter_task as enter_task
 from asyncio.tasks import _leave_task as leave_task
 
-__all__ = ["DONE", "Steps", "enter_task", "leave_task", "resume"]
+__all__ = ["DONE", "Spare", "Steps", "enter_task", "leave_task", "resume"]
 DONE = object()  # what a Steps yields when the coroutine it runs has returned
 
 
@@ -71,3 +77,80 @@ def resume(coroutine, waiting_on):
     box = coroutine.box  # a Steps has: it keeps nothing once handed on
     value, box[0] = box[0], None
     return value
+
+
+class Spare:
+    """A task for first steps to run as until a connection needs one of its own.
+
+    A connection without a task runs its first steps as the spare (from a
+    protocol callback, with ``enter_task``).  A pass that leaves nothing on
+    it leaves it spare, for the next connection: nothing handed to it, no
+    reference to it kept (``left_alone``: its reference count is back where
+    it was), no cancellation asked of it.  Otherwise the connection *adopts*
+    it: from then on the task is that connection's own, exactly as if made
+    for it -- whatever a first step bound to it (an ``asyncio.timeout()``, a
+    ``TaskGroup``, a stored ``current_task()``) is bound to the connection's
+    task -- and the next connection gets a new spare.
+    """
+
+    __slots__ = ("loop", "task", "_adoption")
+
+    def __init__(self, loop=None):
+        self.loop = loop  # None: the running loop, asked for once
+        self.task = None
+        self._adoption = None  # the task's _Adoption
+
+    def get(self):
+        """The spare task (a new one if the last was adopted, or ended)."""
+        task = self.task
+        if task is None or task.done():
+            loop = self.loop = self.loop or asyncio.get_running_loop()
+            self._adoption = adoption = _Adoption(loop.create_future())
+            task = self.task = loop.create_task(_spare(adoption))
+        return task
+
+    def adopt(self, run):
+        """The spare is the caller's task now: it runs ``run(cancelled)``, where
+        ``cancelled`` says that a cancellation reached it before it started."""
+        task, adoption = self.task, self._adoption
+        self.task = self._adoption = None
+        adoption.run = run
+        if not adoption.wake.done():  # (a first step's cancel() cancels it)
+            adoption.wake.set_result(None)
+        return task
+
+
+    def close(self):
+        """End the spare (the server is stopping); adopted ones are their owners'."""
+        if self.task is not None:
+            self.task.cancel()
+            self.task = self._adoption = None
+
+
+def references(task):
+    """How many hold ``task`` now: for left_alone() after a pass."""
+    return sys.getrefcount(task)
+
+
+def left_alone(task, counted):
+    """Nothing holds ``task`` beyond what ``references()`` counted before a
+    pass (both called alike, so their own references cancel out), and nothing
+    asked to cancel it."""
+    return sys.getrefcount(task) == counted and not task.cancelling()
+
+
+class _Adoption:
+    __slots__ = ("wake", "run")
+
+    def __init__(self, wake):
+        self.wake, self.run = wake, None
+
+
+async def _spare(adoption):
+    try:
+        await adoption.wake
+    except asyncio.CancelledError:
+        if adoption.run is None:
+            raise  # never adopted: the loop is closing
+        return await adoption.run(True)  # the adopter's to deal with
+    return await adoption.run(False)

@@ -18,7 +18,6 @@ the connection:
 
 import asyncio
 import logging
-import socket
 
 from ..auth.peer import Peer
 from ..wire import errors, framing, protocol
@@ -66,13 +65,8 @@ class Connection(asyncio.BufferedProtocol):
                 transport.write(protocol.render_error(refusal))
             transport.close()
             return
-        self.admitted = address
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            # A client that vanished without a FIN is found and closed in hours, not never.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        if self.server.tls_context is not None and sock is not None \
-                and sock.family != socket.AF_UNIX:
+        self.admitted = address  # (TCP keepalive it has from the listener: server.py)
+        if self.server.tls_context is not None and address != "unix":
             transport.pause_reading()  # nothing is read as a line before the handshake
             self.server.handshake(self, transport)
         else:
@@ -91,8 +85,9 @@ class Connection(asyncio.BufferedProtocol):
             else str(peername or "unix")  # a Unix socket's client is rarely bound to a path
         self.peer = Peer(address, self.admitted,
                          tls.peer_user(transport))
-        self.pipeline = Pipeline(manager, self.peer, transport, self.server.audit)
-        self.watch = limits.Watch(asyncio.get_running_loop().time())
+        self.pipeline = Pipeline(manager, self.peer, transport, self.server.audit,
+                                 self.server.spare)
+        self.watch = limits.Watch(self.server.loop.time())
         self.server.connections.add(self)
         manager.access.greet(self.peer)
         transport.write(manager.access.view(manager.catalog, self.peer).banner)

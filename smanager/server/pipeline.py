@@ -69,14 +69,14 @@ class Job:
 
 
 class Pipeline:
-    def __init__(self, manager, peer, transport, audit=None):
+    def __init__(self, manager, peer, transport, audit=None, spare=None):
         self._answer = manager.answer
         self.peer = peer
         self.transport = transport
         self.phase = Phase.OPEN
         self.queue = collections.deque()  # raw lines, perhaps ending in a StopWith
-        self.worker = None  # the connection's task, made when the first line arrives
-        self._loop = None  # the worker's
+        self.worker = None  # the connection's task, once it needs one (see advance())
+        self._spare = spare or eager.Spare()  # the server's, shared by its connections
         self.job = None  # the Job handed to the worker, until it is done
         self._wakeup = None  # the future an idle worker waits on
         self.flow = Flow(transport)
@@ -123,16 +123,25 @@ class Pipeline:
     def take(self, lines):
         """The lines of one read, from the callback that read them: queued,
         answered in one pass, and the replies ready sent in one write -- what
-        add() for each, then advance() between hold() and flush(), does."""
+        add() for each, then advance() between hold() and flush(), does, in
+        one call (this is every pipelined read's path)."""
+        queue = self.queue
+        queue.extend(lines)
+        if len(queue) >= QUEUE_HIGH:
+            self.flow.stop_reading("queue")
+        if self.job is not None:
+            return  # the worker comes to them in turn
+        # A second read of lines: a session, not a one-liner, so a task of its own.
+        worker, loop = self.worker or self._adopt(), self._spare.loop
         self._held, self._held_bytes = [], 0
+        eager.enter_task(loop, worker)
         try:
-            queue = self.queue
-            queue.extend(lines)
-            if len(queue) >= QUEUE_HIGH:
-                self.flow.stop_reading("queue")
-            self.advance()
+            self._answer_queued()
         finally:
+            eager.leave_task(loop, worker)
             self.flush()
+        if self.job is None and self.phase is _ENDING:
+            self.close()
 
     def no_more_input(self):
         """The client has finished (or is treated as finished): close when done."""
@@ -194,20 +203,28 @@ class Pipeline:
 
     def advance(self):
         """From a protocol callback: answer queued lines now, acting as the
-        worker (see core/eager.py), until one has to wait; close if ending."""
+        worker (see core/eager.py), until one has to wait; close if ending.
+        A connection without a worker acts as the server's spare, and adopts
+        it if the pass left anything on it (see eager.Spare)."""
         if self.job is None and self.queue:  # (_answer_queued looks at the transport)
-            worker = self.worker or self._start_worker()
-            eager.enter_task(self._loop, worker)
+            worker, spare = self.worker, self._spare
+            if worker is None:
+                worker = spare.get()
+                counted = eager.references(worker)
+            eager.enter_task(spare.loop, worker)
             try:
                 self._answer_queued()
             finally:
-                eager.leave_task(self._loop, worker)
+                eager.leave_task(spare.loop, worker)
+            if self.worker is None and not eager.left_alone(worker, counted):
+                self._adopt()
         if self.job is None and self.phase is _ENDING:
             self.close()
 
-    def _start_worker(self):
-        self._loop = asyncio.get_running_loop()
-        self.worker = self._loop.create_task(self._work())
+    def _adopt(self):
+        """The spare becomes this connection's worker (made if need be)."""
+        self._spare.get()
+        self.worker = self._spare.adopt(self._work)
         return self.worker
 
     def _answer_queued(self):
@@ -268,7 +285,9 @@ class Pipeline:
 
     def _hand_over(self, work):
         self.job = Job(work)
-        if self._wakeup is not None and not self._wakeup.done():
+        if self.worker is None:
+            self._adopt()  # it starts with this job
+        elif self._wakeup is not None and not self._wakeup.done():
             self._wakeup.set_result(None)
 
     def _replace_work(self, replacement):
@@ -284,31 +303,35 @@ class Pipeline:
         else:
             job.work = replacement
 
-    async def _work(self):
+    async def _work(self, cancelled=False):
         """The worker: finishes handed-over jobs for as long as the connection lives.
 
         It must survive cancellations not meant to end it.  lost() cancels it
         to end it; interrupt() cancels the job in progress with a reason.  Any
         other cancellation (a command cancelling its own task) ends only the
-        job in progress.  One that arrives while idle, with a job just handed
-        over, was asked for by that job's first step (an asyncio.timeout()
-        already past, say), so it is passed on to the job; while idle with no
-        job (the loop closing down), it ends the worker.  After each job the
+        job in progress.  One that arrives while idle (``cancelled``: also
+        before it started, as the spare), with a job just handed over, was
+        asked for by that job's first step (an asyncio.timeout() already
+        past, say), so it is passed on to the job; while idle with no job
+        (the loop closing down), it ends the worker.  After each job the
         task's cancel count is reset, so the next one starts clean.
         """
-        # As _start_worker made it (asking asyncio costs a getpid() each time).
-        loop, task = self._loop, self.worker
+        # As adopt() made it ours (asking asyncio costs a getpid() each time).
+        loop, task = self._spare.loop, self.worker
         try:
             while not self.transport.is_closing():
+                if cancelled:
+                    if self.job is None:
+                        break
+                    task.uncancel()
+                    self.job.cancel_on_start = True
+                    cancelled = False
                 if self.job is None:
                     self._wakeup = loop.create_future()
                     try:
                         await self._wakeup
                     except asyncio.CancelledError:
-                        if self.job is None or self.transport.is_closing():
-                            raise
-                        task.uncancel()
-                        self.job.cancel_on_start = True
+                        cancelled = True
                     continue
                 await self._finish(self.job)
                 self.job = None

@@ -21,6 +21,7 @@ from pathlib import Path
 from ..auth.access import Access
 from ..auth.audit import Audit
 from ..config import ConfigError
+from ..core import eager
 from ..core.manager import Manager
 from ..wire.address import format_address
 from . import limits, systemd, tls, unix_socket
@@ -57,6 +58,7 @@ class Server:
         self._tasks = set()
         self._all_closed = None  # set when the last connection is gone, during shutdown
         self.receive_buffer = memoryview(bytearray(RECEIVE_BUFFER))  # see Connection.get_buffer
+        self.loop = self.spare = None  # the loop it runs on, and see start()
 
     @property
     def address(self):
@@ -100,7 +102,9 @@ class Server:
         # Authenticated: users must log in, or only holders of a client certificate connect.
         authenticated = access.closed or bool(config.tls_client_ca)
         inherited = systemd.inherited_sockets()
-        loop = asyncio.get_running_loop()
+        self.loop = loop = asyncio.get_running_loop()  # connections use it: asking costs a getpid()
+        self.spare = eager.Spare(loop)  # the task connections' first steps run as (eager.py)
+        self.spare.get()  # one waits from the start, as the sweeper does
         try:
             if not (inherited or config.tcp or config.unix_socket):
                 raise ConfigError("nothing to listen on: --no-tcp needs --unix-socket PATH")
@@ -128,6 +132,7 @@ class Server:
             self._close_audit()
             raise
         for listener in self._listeners:
+            _keep_alive(listener)
             await listener.start_serving()
         self._sweeper = loop.create_task(limits.sweep(self, config))
         for where in self.listening:
@@ -212,6 +217,8 @@ class Server:
         await self._wait_for_commands(self.config.shutdown_timeout)
         await self.manager.stop()
         await self._close_connections(self.config.shutdown_timeout)
+        if self.spare is not None:  # (None: start() failed before it)
+            self.spare.close()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=self.config.shutdown_timeout)
         self.manager.executor.shutdown(wait=False, cancel_futures=True)
@@ -249,6 +256,15 @@ class Server:
 
     async def __aexit__(self, *exc_info):
         await self.shutdown()
+
+
+def _keep_alive(listener):
+    """TCP keepalive on the listening sockets, which every accepted connection
+    inherits (Linux copies it at accept): a client that vanished without a FIN
+    is found and closed in hours, not never, at no cost per connection."""
+    for sock in listener.sockets:
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
 
 
 def _speaks(config):

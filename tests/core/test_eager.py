@@ -6,7 +6,16 @@ from types import SimpleNamespace
 
 import pytest
 
-from smanager.core.eager import DONE, Steps, enter_task, leave_task, resume
+from smanager.core.eager import (
+    DONE,
+    Spare,
+    Steps,
+    enter_task,
+    leave_task,
+    left_alone,
+    references,
+    resume,
+)
 from smanager.core.runner import Call, Runner
 from smanager.core.signature import Kind
 
@@ -213,3 +222,69 @@ async def test_a_first_step_that_runs_a_command_of_its_own_gets_steps_of_its_own
 
     for _ in range(2):  # and again, with the Steps the first round handed back
         assert runner.start(Call(None, command, None, outer)) == "outer saw inner"
+
+
+# -- Spare: the task first steps run as until a connection needs its own ----------
+
+
+async def test_a_spare_stays_the_same_task_until_it_is_adopted():
+    spare = Spare()
+    task = spare.get()
+    assert spare.get() is task and not task.done()
+    ran = []
+
+    async def run(cancelled):
+        ran.append((asyncio.current_task(), cancelled))
+        return "its own now"
+
+    assert spare.adopt(run) is task
+    assert await asyncio.wait_for(task, 1) == "its own now"
+    assert ran == [(task, False)]
+    fresh = spare.get()
+    assert fresh is not task
+    fresh.cancel()
+
+
+async def test_a_cancellation_that_reached_the_spare_first_is_handed_to_its_adopter():
+    spare, ran = Spare(), []
+    task = spare.get()
+    await asyncio.sleep(0)  # the spare waits to be adopted
+    task.cancel()  # as a first step's current_task().cancel() would
+
+    async def run(cancelled):
+        ran.append(cancelled)
+        asyncio.current_task().uncancel()
+
+    spare.adopt(run)
+    await asyncio.wait_for(task, 1)
+    assert ran == [True] and not task.cancelled()
+
+
+async def test_a_spare_cancelled_before_anyone_adopted_it_ends_and_is_replaced():
+    spare = Spare()
+    task = spare.get()
+    await asyncio.sleep(0)
+    task.cancel()  # the loop closing down
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 1)
+    assert spare.get() is not task
+
+
+async def test_left_alone_sees_a_kept_reference_and_a_cancellation():
+    spare = Spare()
+    task = spare.get()
+    counted = references(task)
+    assert left_alone(task, counted)
+    kept = [task]
+    assert not left_alone(task, counted)
+    kept.clear()
+    assert left_alone(task, counted)
+    await asyncio.sleep(0)
+    task.cancel()
+    assert not left_alone(task, counted)
+    spare.adopt(_ends)
+    await asyncio.wait_for(task, 1)
+
+
+async def _ends(cancelled):
+    asyncio.current_task().uncancel()

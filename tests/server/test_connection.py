@@ -2,6 +2,7 @@
 it keeps across reads must be its own copy."""
 
 import asyncio
+import socket
 import types
 
 from helpers import QUICK, SEP, LineClient, rev_server, until
@@ -32,8 +33,8 @@ async def test_lines_kept_across_reads_do_not_alias_the_shared_buffer():
         a = await LineClient.connect(server.address[1])
         b = await LineClient.connect(server.address[1])
         assert await a.ask("rev ping", QUICK) == await b.ask("rev ping", QUICK) == "pong\n" + SEP
-        conn_a = next(c for c in server.connections if c.pipeline.worker is not None
-                      and c.peer.address.endswith(str(a.writer.get_extra_info("sockname")[1])))
+        conn_a = next(c for c in server.connections
+                      if c.peer.address.endswith(str(a.writer.get_extra_info("sockname")[1])))
         # A: a job that waits, lines queued behind it, and half a line in the framer.
         await a.send(b"rev slow 0.2\n" + b"".join(b"rev say a%d\n" % i for i in range(50))
                      + b"rev say half-")
@@ -63,3 +64,15 @@ async def test_replies_and_telnet_answers_go_out_in_the_order_they_were_asked_fo
         assert got == expected
         await client.close()
 
+
+
+async def test_accepted_tcp_connections_have_keepalive_from_the_listener():
+    # A client that vanishes without a FIN must be found by TCP keepalive; the
+    # listener carries the option so that accepting costs no system call for it.
+    async with rev_server() as server:
+        client = await LineClient.connect(server.address[1])
+        assert await client.ask("rev ping", QUICK) == "pong\n" + SEP
+        (conn,) = server.connections
+        sock = conn.transport.get_extra_info("socket")
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        await client.close()

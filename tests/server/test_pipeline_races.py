@@ -136,15 +136,16 @@ async def test_connection_lost_between_hand_over_and_the_workers_first_step():
     async with core_pipeline() as (manager, pipeline, transport):
         await in_callback(lambda: feed(pipeline, b"rev ping"))
         await transport.replies(1)
-        worker = pipeline.worker
+        workers = []
 
         def hand_over_then_lose():
             feed(pipeline, b"rev guarded", b"rev mark")
+            workers.append(pipeline.worker)  # the task the job was handed to
             transport.close()
             pipeline.lost()
 
         await in_callback(hand_over_then_lose)
-        await asyncio.wait_for(asyncio.wait({worker}), QUICK)
+        await asyncio.wait_for(asyncio.wait(workers), QUICK)
         gc.collect()
         await asyncio.wait_for(rev_of(manager).cleaned.wait(), QUICK)
         assert transport.out.decode() == "pong\n" + SEP and transport.late == []
