@@ -84,7 +84,7 @@ class Connection(asyncio.BufferedProtocol):
         address = format_address(*peername[:2]) if isinstance(peername, tuple) \
             else str(peername or "unix")  # a Unix socket's client is rarely bound to a path
         self.peer = Peer(address, self.admitted,
-                         tls.peer_user(transport))
+                         tls.peer_user(transport) if raw is not None else None)
         self.pipeline = Pipeline(manager, self.peer, transport, self.server.audit,
                                  self.server.spare)
         self.watch = limits.Watch(self.server.loop.time())
@@ -151,7 +151,7 @@ class Connection(asyncio.BufferedProtocol):
             self.pipeline.flush()
         # Keep our side open until the replies are written (TLS cannot: asyncio
         # closes a TLS connection at the client's EOF, and warns if asked not to).
-        return self.transport.get_extra_info("sslcontext") is None
+        return self.raw is None  # (raw: the TCP transport under a TLS one)
 
     def release(self):
         """Count the connection out of the caps, once.  asyncio calls no
