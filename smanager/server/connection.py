@@ -150,8 +150,9 @@ class Connection(asyncio.BufferedProtocol):
         finally:
             self.pipeline.flush()
         # Keep our side open until the replies are written (TLS cannot: asyncio
-        # closes a TLS connection at the client's EOF, and warns if asked not to).
-        return self.raw is None  # (raw: the TCP transport under a TLS one)
+        # closes a TLS connection at the client's EOF, and warns if asked not
+        # to); once closed, saying so spares asyncio a search for its reader.
+        return self.raw is None and not self.transport.is_closing()
 
     def release(self):
         """Count the connection out of the caps, once.  asyncio calls no

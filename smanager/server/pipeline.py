@@ -109,7 +109,10 @@ class Pipeline:
             return
         self.phase = phase
         if phase is Phase.ENDING:
-            self.flow.stop_for_good()
+            # Reading stops in _wind_down(), and only if a job still runs: a
+            # connection closed at once is better not paused first (asyncio
+            # then looks for its reader twice more, at 2 us an exception).
+            self.flow.never_resume()
 
     # -- input -------------------------------------------------------------------
 
@@ -140,8 +143,8 @@ class Pipeline:
         finally:
             eager.leave_task(loop, worker)
             self.flush()
-        if self.job is None and self.phase is _ENDING:
-            self.close()
+        if self.phase is _ENDING:
+            self._wind_down()
 
     def no_more_input(self):
         """The client has finished (or is treated as finished): close when done."""
@@ -170,10 +173,8 @@ class Pipeline:
     def shut(self):
         """Run nothing new; close now if idle, else once the current job ends."""
         self.queue.clear()
-        if self.job is None:
-            self.close()
-        else:
-            self._enter(Phase.ENDING)
+        self._enter(Phase.ENDING)
+        self._wind_down()
 
     def lost(self):
         """The transport is gone: stop everything."""
@@ -218,8 +219,15 @@ class Pipeline:
                 eager.leave_task(spare.loop, worker)
             if self.worker is None and not eager.left_alone(worker, counted):
                 self._adopt()
-        if self.job is None and self.phase is _ENDING:
+        if self.phase is _ENDING:
+            self._wind_down()
+
+    def _wind_down(self):
+        """Ending: close now if nothing runs; else read nothing more meanwhile."""
+        if self.job is None:
             self.close()
+        else:
+            self.flow.stop_for_good()
 
     def _adopt(self):
         """The spare becomes this connection's worker (made if need be)."""

@@ -204,3 +204,21 @@ async def test_a_line_whose_reply_finds_the_client_gone_is_audited_and_nothing_a
             pipeline.lost()
             if pipeline.worker is not None:
                 await asyncio.wait({pipeline.worker}, timeout=QUICK)
+
+
+async def test_a_pipeline_ending_with_nothing_running_closes_without_pausing_first():
+    """Pausing a plain transport just before closing it costs asyncio two searches
+    for a reader that is gone; one still running a job stops reading meanwhile."""
+    async with core_pipeline() as (manager, pipeline, transport):
+        await in_callback(lambda: (feed(pipeline, b"rev ping"), pipeline.no_more_input(),
+                                   pipeline.advance()))
+        assert transport.closing and transport.reading
+        assert await transport.replies(1) == "pong\n" + SEP
+    async with core_pipeline() as (manager, pipeline, transport):
+        worker = await in_callback(lambda: (feed(pipeline, b"rev later last"),
+                                            pipeline.no_more_input(), pipeline.advance(),
+                                            pipeline.worker)[-1])
+        assert not transport.closing and not transport.reading  # the job runs; nothing is read
+        await asyncio.wait_for(asyncio.wait({worker}), QUICK)
+        assert transport.out.decode() == "last\n" + SEP
+        assert transport.closing and not transport.reading
