@@ -47,10 +47,11 @@ class Access:
             self.settle(peer)
 
     def greet(self, peer):
-        """A new connection: give it its level."""
-        if self.users_file is not None:  # without one, nothing ever settles them again
-            self._peers.add(peer)
-        self.settle(peer)
+        """A new connection: give it its level.  (Without a users file a Peer
+        starts as what it keeps: admin, not on probation.)"""
+        if self.closed:
+            self._peers.add(peer)  # settled again when the users file changes
+            self.settle(peer)
 
     def settle(self, peer):
         """Give a connection its level (rule 2), now and whenever the users change."""

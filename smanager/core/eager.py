@@ -29,7 +29,6 @@ the protocol callback that read it, *on behalf of* its own long-lived task:
 """
 
 import asyncio
-import sys
 import types
 from asyncio.tasks import _enter_task as enter_task
 from asyncio.tasks import _leave_task as leave_task
@@ -85,8 +84,8 @@ class Spare:
     A connection without a task runs its first steps as the spare (from a
     protocol callback, with ``enter_task``).  A pass that leaves nothing on
     it leaves it spare, for the next connection: nothing handed to it, no
-    reference to it kept (``left_alone``: its reference count is back where
-    it was), no cancellation asked of it.  Otherwise the connection *adopts*
+    reference to it kept (its ``sys.getrefcount`` is back where it was), no
+    cancellation asked of it.  Otherwise the connection *adopts*
     it: from then on the task is that connection's own, exactly as if made
     for it -- whatever a first step bound to it (an ``asyncio.timeout()``, a
     ``TaskGroup``, a stored ``current_task()``) is bound to the connection's
@@ -125,18 +124,6 @@ class Spare:
         if self.task is not None:
             self.task.cancel()
             self.task = self._adoption = None
-
-
-def references(task):
-    """How many hold ``task`` now: for left_alone() after a pass."""
-    return sys.getrefcount(task)
-
-
-def left_alone(task, counted):
-    """Nothing holds ``task`` beyond what ``references()`` counted before a
-    pass (both called alike, so their own references cancel out), and nothing
-    asked to cancel it."""
-    return sys.getrefcount(task) == counted and not task.cancelling()
 
 
 class _Adoption:

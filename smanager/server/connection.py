@@ -26,7 +26,7 @@ from . import limits, tls
 from .pipeline import Phase, Pipeline
 
 log = logging.getLogger("smanager.connection")
-_OPEN = Phase.OPEN  # looked up on every read
+_OPEN, _CLOSED = Phase.OPEN, Phase.CLOSED  # looked up on every read
 
 
 class Connection(asyncio.BufferedProtocol):
@@ -35,6 +35,7 @@ class Connection(asyncio.BufferedProtocol):
         self.framer = framing.LineFramer(server.config.max_line)
         self._buffer = server.receive_buffer
         self.transport = None
+        self.peername = None  # as the socket has it: (host, port, ...), or a Unix path
         self.peer = None
         self.pipeline = None  # the connection's Pipeline, once it is open
         self.lines_seen = 0
@@ -56,7 +57,7 @@ class Connection(asyncio.BufferedProtocol):
     # -- asyncio callbacks -------------------------------------------------------
 
     def connection_made(self, transport):
-        peername = transport.get_extra_info("peername")
+        self.peername = peername = transport.get_extra_info("peername")
         address = peername[0] if isinstance(peername, tuple) else "unix"
         self.transport = transport
         refusal = self.server.admission.admit(address)  # before any TLS work, which costs
@@ -79,8 +80,7 @@ class Connection(asyncio.BufferedProtocol):
             return  # lost in the moment between its handshake and now
         manager = self.server.manager
         self.transport, self.raw = transport, raw
-        # The TCP transport keeps it; the TLS one forgets it once lost.
-        peername = (raw or transport).get_extra_info("peername")
+        peername = self.peername  # (a TLS transport forgets it once lost)
         address = format_address(*peername[:2]) if isinstance(peername, tuple) \
             else str(peername or "unix")  # a Unix socket's client is rarely bound to a path
         self.peer = Peer(address, self.admitted,
@@ -138,21 +138,23 @@ class Connection(asyncio.BufferedProtocol):
             pipeline.flush()
 
     def eof_received(self):
-        if self.pipeline is None:
+        pipeline = self.pipeline
+        if pipeline is None:
             return False  # refused at the door
-        self._cancel_oneshot()
-        self.pipeline.hold()
+        if self._oneshot_timer is not None:
+            self._cancel_oneshot()
+        pipeline.hold()
         try:
-            if self.pipeline.accepting:
-                self._take(self.framer.eof())
-            self.pipeline.no_more_input()
-            self.pipeline.advance()
+            if self.framer.has_partial and pipeline.phase is _OPEN:
+                self._take(self.framer.eof())  # a last line without its newline
+            pipeline.no_more_input()
+            pipeline.advance()
         finally:
-            self.pipeline.flush()
+            pipeline.flush()
         # Keep our side open until the replies are written (TLS cannot: asyncio
         # closes a TLS connection at the client's EOF, and warns if asked not
         # to); once closed, saying so spares asyncio a search for its reader.
-        return self.raw is None and not self.transport.is_closing()
+        return self.raw is None and pipeline.phase is not _CLOSED
 
     def release(self):
         """Count the connection out of the caps, once.  asyncio calls no
@@ -167,7 +169,8 @@ class Connection(asyncio.BufferedProtocol):
         if self.pipeline is None:
             return  # refused at the door, or lost before its TLS handshake ended
         self.server.forget(self)
-        self._cancel_oneshot()
+        if self._oneshot_timer is not None:
+            self._cancel_oneshot()
         self.pipeline.lost()
         if self.peer.sessions:
             self.server.track(self.server.manager.client_left(self.peer))

@@ -26,6 +26,7 @@ import asyncio
 import collections
 import enum
 import logging
+import sys
 import time
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -179,7 +180,8 @@ class Pipeline:
     def lost(self):
         """The transport is gone: stop everything."""
         self._enter(Phase.CLOSED)
-        self._replace_work(None)
+        if self.job is not None:
+            self._replace_work(None)
         if self.worker is not None:
             self.worker.cancel()
         self.flow.lost()
@@ -211,13 +213,16 @@ class Pipeline:
             worker, spare = self.worker, self._spare
             if worker is None:
                 worker = spare.get()
-                counted = eager.references(worker)
+                counted = sys.getrefcount(worker)
             eager.enter_task(spare.loop, worker)
             try:
                 self._answer_queued()
             finally:
                 eager.leave_task(spare.loop, worker)
-            if self.worker is None and not eager.left_alone(worker, counted):
+            # Left alone: nothing kept it (its count is as before, counted the
+            # same way) and nothing asked to cancel it.  Else it is ours now.
+            if self.worker is None and (sys.getrefcount(worker) != counted
+                                        or worker.cancelling()):
                 self._adopt()
         if self.phase is _ENDING:
             self._wind_down()

@@ -12,8 +12,6 @@ from smanager.core.eager import (
     Steps,
     enter_task,
     leave_task,
-    left_alone,
-    references,
     resume,
 )
 from smanager.core.runner import Call, Runner
@@ -268,23 +266,3 @@ async def test_a_spare_cancelled_before_anyone_adopted_it_ends_and_is_replaced()
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(task, 1)
     assert spare.get() is not task
-
-
-async def test_left_alone_sees_a_kept_reference_and_a_cancellation():
-    spare = Spare()
-    task = spare.get()
-    counted = references(task)
-    assert left_alone(task, counted)
-    kept = [task]
-    assert not left_alone(task, counted)
-    kept.clear()
-    assert left_alone(task, counted)
-    await asyncio.sleep(0)
-    task.cancel()
-    assert not left_alone(task, counted)
-    spare.adopt(_ends)
-    await asyncio.wait_for(task, 1)
-
-
-async def _ends(cancelled):
-    asyncio.current_task().uncancel()

@@ -281,3 +281,16 @@ async def test_a_first_step_that_waits_keeps_its_deadline_on_a_fresh_connection(
         assert await other.ask("rev ping", QUICK) == "pong\n" + SEP  # a new spare serves it
         await client.close()
         await other.close()
+
+
+async def test_a_cancellation_asked_for_in_a_first_step_is_not_handed_to_the_next_connection():
+    async with rev_server() as server:
+        client = await LineClient.connect(server.address[1])
+        spare = server.spare.task
+        assert await client.ask("rev selfcancel", QUICK) == "asked\n" + SEP
+        assert server.spare.task is not spare  # that connection took it, cancellation and all
+        other = await LineClient.connect(server.address[1])
+        assert await other.ask("rev whose", QUICK) == "same task\n" + SEP
+        assert rev_of(server).seen[-1] is not spare
+        await client.close()
+        await other.close()
