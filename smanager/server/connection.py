@@ -143,14 +143,17 @@ class Connection(asyncio.BufferedProtocol):
             return False  # refused at the door
         if self._oneshot_timer is not None:
             self._cancel_oneshot()
-        pipeline.hold()
-        try:
-            if self.framer.has_partial and pipeline.phase is _OPEN:
+        if self.framer.has_partial and pipeline.phase is _OPEN:
+            pipeline.hold()  # its reply goes out with any before the close
+            try:
                 self._take(self.framer.eof())  # a last line without its newline
+                pipeline.no_more_input()
+                pipeline.advance()
+            finally:
+                pipeline.flush()
+        else:
             pipeline.no_more_input()
             pipeline.advance()
-        finally:
-            pipeline.flush()
         # Keep our side open until the replies are written (TLS cannot: asyncio
         # closes a TLS connection at the client's EOF, and warns if asked not
         # to); once closed, saying so spares asyncio a search for its reader.

@@ -30,11 +30,6 @@ class Flow:
             if not self.held and not self.final:
                 self.transport.resume_reading()
 
-    def never_resume(self):
-        """No more reading will be wanted (what was read is ignored): reading
-        is never resumed, though it goes on until stopped or closed."""
-        self.final = True
-
     def stop_for_good(self):
         self.final = True
         self.transport.pause_reading()

@@ -113,7 +113,7 @@ class Pipeline:
             # Reading stops in _wind_down(), and only if a job still runs: a
             # connection closed at once is better not paused first (asyncio
             # then looks for its reader twice more, at 2 us an exception).
-            self.flow.never_resume()
+            self.flow.final = True  # reading is never resumed
 
     # -- input -------------------------------------------------------------------
 
@@ -179,7 +179,8 @@ class Pipeline:
 
     def lost(self):
         """The transport is gone: stop everything."""
-        self._enter(Phase.CLOSED)
+        if self.phase is not Phase.CLOSED:
+            self._enter(Phase.CLOSED)
         if self.job is not None:
             self._replace_work(None)
         if self.worker is not None:
