@@ -64,7 +64,7 @@ class ClosingTransport(Transport):
 async def per_connection(server, runs=5, connections=2000):
     """Best of `runs`: microseconds of one connection's life as asyncio drives it --
     made, one line read and answered, the client's EOF, lost -- with the loop turns
-    its worker task takes."""
+    between them (and its worker task's, had it needed one)."""
     loop, buffer, best = asyncio.get_running_loop(), server.receive_buffer, float("inf")
     for _ in range(runs):
         done, began = loop.create_future(), time.perf_counter()
