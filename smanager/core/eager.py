@@ -29,7 +29,10 @@ the protocol callback that read it, *on behalf of* its own long-lived task:
 """
 
 import asyncio
+import contextvars
+import sys
 import types
+import weakref
 from asyncio.tasks import _enter_task as enter_task
 from asyncio.tasks import _leave_task as leave_task
 
@@ -82,22 +85,26 @@ class Spare:
     """A task for first steps to run as until a connection needs one of its own.
 
     A connection without a task runs its first steps as the spare (from a
-    protocol callback, with ``enter_task``).  A pass that leaves nothing on
-    it leaves it spare, for the next connection: nothing handed to it, no
-    reference to it kept (its ``sys.getrefcount`` is back where it was), no
-    cancellation asked of it.  Otherwise the connection *adopts*
-    it: from then on the task is that connection's own, exactly as if made
-    for it -- whatever a first step bound to it (an ``asyncio.timeout()``, a
-    ``TaskGroup``, a stored ``current_task()``) is bound to the connection's
-    task -- and the next connection gets a new spare.
+    protocol callback, with ``enter_task``), counting its references first
+    (``count()``).  A pass that leaves nothing on it (``untouched()``) leaves
+    it spare, for the next connection: nothing handed to it, no reference or
+    weak reference to it kept, no done callback added, no cancellation asked
+    of it.  Otherwise the connection *adopts* it: from then on the task is
+    that connection's own, exactly as if made for it -- whatever a first step
+    bound to it (an ``asyncio.timeout()``, a ``TaskGroup``, a stored
+    ``current_task()``, a callback for its end) is bound to the connection's
+    task -- and the next connection gets a new spare.  Every spare starts
+    from the context the Spare was made in, never from a connection's.
     """
 
-    __slots__ = ("loop", "task", "_adoption")
+    __slots__ = ("loop", "task", "_adoption", "_context", "_weakrefs")
 
     def __init__(self, loop=None):
         self.loop = loop  # None: the running loop, asked for once
         self.task = None
         self._adoption = None  # the task's _Adoption
+        self._context = contextvars.copy_context()
+        self._weakrefs = 0  # weak references the spare had when made (asyncio's own)
 
     def get(self):
         """The spare task (a new one if the last was adopted, or ended)."""
@@ -105,19 +112,36 @@ class Spare:
         if task is None or task.done():
             loop = self.loop = self.loop or asyncio.get_running_loop()
             self._adoption = adoption = _Adoption(loop.create_future())
-            task = self.task = loop.create_task(_spare(adoption))
+            task = self.task = loop.create_task(_spare(adoption),
+                                                context=self._context.copy())
+            self._weakrefs = weakref.getweakrefcount(task)
         return task
+
+    def count(self, task):
+        """The spare's references now, before a pass: for untouched() after it."""
+        return sys.getrefcount(task)
+
+    def untouched(self, task, counted):
+        """Nothing the pass did stays on the spare (see the class text).  Called
+        as count() was, so the references of the call itself cancel out."""
+        return (sys.getrefcount(task) == counted and not task.cancelling()
+                and weakref.getweakrefcount(task) == self._weakrefs
+                # asyncio's own: a cancel() its uncancel() does not take back,
+                # made before the task started, or after (it cancels the wait).
+                and not task._must_cancel and not self._adoption.wake.cancelled()
+                and task._callbacks is None)
 
     def adopt(self, run):
         """The spare is the caller's task now: it runs ``run(cancelled)``, where
-        ``cancelled`` says that a cancellation reached it before it started."""
+        ``cancelled`` says that a cancellation reached it before it started.
+        (One made before its first step ends it before ``run`` is called: the
+        adopter watches for that, see Pipeline._adopt.)"""
         task, adoption = self.task, self._adoption
         self.task = self._adoption = None
         adoption.run = run
         if not adoption.wake.done():  # (a first step's cancel() cancels it)
             adoption.wake.set_result(None)
         return task
-
 
     def close(self):
         """End the spare (the server is stopping); adopted ones are their owners'."""

@@ -26,7 +26,6 @@ import asyncio
 import collections
 import enum
 import logging
-import sys
 import time
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -214,17 +213,14 @@ class Pipeline:
             worker, spare = self.worker, self._spare
             if worker is None:
                 worker = spare.get()
-                counted = sys.getrefcount(worker)
+                counted = spare.count(worker)
             eager.enter_task(spare.loop, worker)
             try:
                 self._answer_queued()
             finally:
                 eager.leave_task(spare.loop, worker)
-            # Left alone: nothing kept it (its count is as before, counted the
-            # same way) and nothing asked to cancel it.  Else it is ours now.
-            if self.worker is None and (sys.getrefcount(worker) != counted
-                                        or worker.cancelling()):
-                self._adopt()
+            if self.worker is None and not spare.untouched(worker, counted):
+                self._adopt()  # something of this connection's is on it
         if self.phase is _ENDING:
             self._wind_down()
 
@@ -238,8 +234,22 @@ class Pipeline:
     def _adopt(self):
         """The spare becomes this connection's worker (made if need be)."""
         self._spare.get()
-        self.worker = self._spare.adopt(self._work)
-        return self.worker
+        worker = self.worker = self._spare.adopt(self._work)
+        worker.add_done_callback(self._worker_ended)
+        return worker
+
+    def _worker_ended(self, task):
+        """A worker cancelled before its first step ends without running _work
+        (a first step's cancel() of a spare not yet started): do what _work
+        does with a cancellation that comes while idle."""
+        if self.worker is not task:
+            return  # _work ran, and ended as it does
+        self.worker = None
+        if self.job is None or self.transport.is_closing():
+            self.close()
+        else:
+            self.job.cancel_on_start = True  # the job's own first step asked for it
+            self._adopt()
 
     def _answer_queued(self):
         """Answer queued lines, in order, in one pass, until one leaves work for

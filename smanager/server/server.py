@@ -104,7 +104,6 @@ class Server:
         inherited = systemd.inherited_sockets()
         self.loop = loop = asyncio.get_running_loop()  # connections use it: asking costs a getpid()
         self.spare = eager.Spare(loop)  # the task connections' first steps run as (eager.py)
-        self.spare.get()  # one waits from the start, as the sweeper does
         try:
             if not (inherited or config.tcp or config.unix_socket):
                 raise ConfigError("nothing to listen on: --no-tcp needs --unix-socket PATH")
@@ -131,6 +130,7 @@ class Server:
                 each.socket.close()
             self._close_audit()
             raise
+        self.spare.get()  # one waits from the start, as the sweeper does
         for listener in self._listeners:
             _keep_alive(listener)
             await listener.start_serving()

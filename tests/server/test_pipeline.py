@@ -12,7 +12,7 @@ telnet command acted on after an overflow.
 
 import asyncio
 
-from helpers import QUICK, SEP, LineClient, rev_of, rev_server, the_connection, until
+from helpers import QUICK, SEP, LineClient, rev_of, rev_server, the_connection
 
 CTRL_C = bytes([255, 244])  # telnet IAC IP
 
@@ -243,54 +243,3 @@ async def test_a_first_error_on_probation_is_the_last_word_whatever_follows(user
         await client.close()
 
 
-
-async def test_a_client_whose_commands_finish_at_once_costs_no_task_of_its_own():
-    """Two netcat-like clients: their first steps run as the server's one
-    spare task, which stays spare: no task was made, started or ended for them."""
-    async with rev_server() as server:
-        spares = []
-        for _ in range(2):
-            client = await LineClient.connect(server.address[1])
-            assert await client.ask("rev ping", QUICK) == "pong\n" + SEP
-            assert the_connection(server).worker is None
-            spares.append(server.spare.task)
-            await client.close()
-            assert await until(lambda: not server.connections, QUICK)
-        assert spares[0] is spares[1] is not None and not spares[0].done()
-
-
-async def test_a_first_step_that_keeps_its_task_makes_it_the_connections_own():
-    async with rev_server() as server:
-        client = await LineClient.connect(server.address[1])
-        assert await client.ask("rev keeptask", QUICK) == "kept\n" + SEP
-        kept = rev_of(server).kept
-        assert the_connection(server).worker is kept and server.spare.task is not kept
-        assert await client.ask("rev whose", QUICK) == "same task\n" + SEP
-        assert rev_of(server).seen == [kept]  # later lines run as it too
-        await client.close()
-
-
-async def test_a_first_step_that_waits_keeps_its_deadline_on_a_fresh_connection():
-    """asyncio.timeout() entered in a first step run as the spare: the spare
-    becomes the connection's task, and the deadline reaches the command."""
-    async with rev_server() as server:
-        client = await LineClient.connect(server.address[1])
-        assert await client.ask("rev deadline 0.01", QUICK) == "deadline passed\n" + SEP
-        assert the_connection(server).worker is not None
-        other = await LineClient.connect(server.address[1])
-        assert await other.ask("rev ping", QUICK) == "pong\n" + SEP  # a new spare serves it
-        await client.close()
-        await other.close()
-
-
-async def test_a_cancellation_asked_for_in_a_first_step_is_not_handed_to_the_next_connection():
-    async with rev_server() as server:
-        client = await LineClient.connect(server.address[1])
-        spare = server.spare.task
-        assert await client.ask("rev selfcancel", QUICK) == "asked\n" + SEP
-        assert server.spare.task is not spare  # that connection took it, cancellation and all
-        other = await LineClient.connect(server.address[1])
-        assert await other.ask("rev whose", QUICK) == "same task\n" + SEP
-        assert rev_of(server).seen[-1] is not spare
-        await client.close()
-        await other.close()

@@ -9,9 +9,11 @@ import contextlib
 import gc
 import random
 
-from helpers import QUICK, REV, SEP, SEP_LINE, rev_of, started_manager
+import pytest
+from helpers import QUICK, REV, SEP, SEP_LINE, rev_of, started_manager, until
 
 from smanager.auth.peer import Peer
+from smanager.core.eager import Spare
 from smanager.server.pipeline import Pipeline
 from smanager.wire import errors
 
@@ -222,3 +224,32 @@ async def test_a_pipeline_ending_with_nothing_running_closes_without_pausing_fir
         await asyncio.wait_for(asyncio.wait({worker}), QUICK)
         assert transport.out.decode() == "last\n" + SEP
         assert transport.closing and not transport.reading
+
+
+
+@pytest.mark.parametrize("started", [True, False])
+async def test_a_cancel_taken_back_in_a_first_step_stays_with_its_connection(started):
+    """cancel() then uncancel(): the CancelledError is still on its way to the
+    spare (before its first step, or to the wait it is in).  That connection
+    takes the spare, so the next one's command is not the one cancelled."""
+    async with started_manager(REV) as manager:
+        spare = Spare()
+        if started:
+            spare.get()
+            await asyncio.sleep(0)  # its first step: it waits to be adopted
+        first, second = RecordingTransport(), RecordingTransport()
+        one = Pipeline(manager, Peer("test:1"), first, spare=spare)
+        two = Pipeline(manager, Peer("test:2"), second, spare=spare)
+        workers = await in_callback(lambda: (feed(one, b"rev cancelundo"),
+                                             feed(two, b"rev later ok"),
+                                             [one.worker, two.worker])[-1])
+        assert workers[0] is not None and workers[0] is not workers[1]
+        assert await second.replies(1) == "ok\n" + SEP
+        assert first.out.decode() == "undone\n" + SEP
+        assert await until(lambda: first.closing, QUICK)  # as a worker cancelled while idle
+        for pipeline in (one, two):
+            worker = pipeline.worker
+            pipeline.lost()
+            if worker is not None:
+                await asyncio.wait({worker}, timeout=QUICK)
+        spare.close()
