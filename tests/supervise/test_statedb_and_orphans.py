@@ -12,7 +12,7 @@ import sys
 import time
 
 import pytest
-from helpers import ROOT, TIMEOUT
+from helpers import ROOT, TIMEOUT, until
 
 from smanager.supervise.orphans import is_same_process, process_start_time, sweep
 from smanager.supervise.statedb import Record, StateDB, StateDirBusy, boot_id
@@ -80,6 +80,14 @@ def record_of(pid, name="web", start_time=None, boot=None):
 
 
 AS_PROC_STARTS_IT = {**os.environ, "SMANAGER_PROGRAM": "web"}  # the mark proc gives its programs
+
+
+def command_line(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return handle.read()
+    except OSError:
+        return None
 
 
 def pending_group_signals(pid):
@@ -271,6 +279,10 @@ async def test_sweep_stops_a_group_whose_leader_is_gone_in_either_mode(spawn, mo
     born = process_start_time(member)
     rec = record_of(child.pid)
     assert child.wait(TIMEOUT) == 0  # the leader is gone; its group lives on
+    # $! is known at the fork: on a busy machine the member may still be in
+    # execve, whose environment reads empty for a moment (as no leftover
+    # group's member is after a restart).  Sweep once it runs sleep.
+    assert await until(lambda: command_line(member) == b"sleep\x001000\x00", TIMEOUT)
     lines, adopted = await sweep([rec], mode)
     assert lines == [(f"web: pid {child.pid} (prog) is gone but its process group {child.pid} "
                       "was still running; stopped it with TERM")]  # first: it says which branch
