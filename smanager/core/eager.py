@@ -85,36 +85,37 @@ class Spare:
     """A task for first steps to run as until a connection needs one of its own.
 
     A connection without a task runs its first steps as the spare (from a
-    protocol callback, with ``enter_task``), counting its references first
-    (``count()``).  A pass that leaves nothing on it (``untouched()``) leaves
-    it spare, for the next connection: nothing handed to it, no reference or
-    weak reference to it kept, no done callback added, no cancellation asked
-    of it.  Otherwise the connection *adopts* it: from then on the task is
-    that connection's own, exactly as if made for it -- whatever a first step
-    bound to it (an ``asyncio.timeout()``, a ``TaskGroup``, a stored
-    ``current_task()``, a callback for its end) is bound to the connection's
-    task -- and the next connection gets a new spare.  Every spare starts
-    from the context the Spare was made in, never from a connection's.
+    protocol callback, with ``enter_task``, in the spare's ``context``),
+    counting its references first (``count()``).  A pass that leaves nothing
+    on it (``untouched()``) leaves it spare, for the next connection: nothing
+    handed to it, no reference or weak reference to it kept, no done callback
+    added, no cancellation asked of it, no new name, no context variable set.
+    Otherwise the connection *adopts* it: from then on the task (and its
+    context) is that connection's own, exactly as if made for it -- whatever
+    a first step bound to it (an ``asyncio.timeout()``, a ``TaskGroup``, a
+    stored ``current_task()``, a callback for its end, a context variable) is
+    the connection's -- and the next connection gets a new spare.  Every
+    spare starts from the context the Spare was made in.
     """
 
-    __slots__ = ("loop", "task", "_adoption", "_context", "_weakrefs")
+    __slots__ = ("loop", "task", "context", "_state", "_base")
 
     def __init__(self, loop=None):
         self.loop = loop  # None: the running loop, asked for once
         self.task = None
-        self._adoption = None  # the task's _Adoption
-        self._context = contextvars.copy_context()
-        self._weakrefs = 0  # weak references the spare had when made (asyncio's own)
+        self.context = None  # the spare's: its first steps and its steps run in it
+        self._state = None  # the spare's _SpareState
+        self._base = contextvars.copy_context()
 
     def get(self):
         """The spare task (a new one if the last was adopted, or ended)."""
         task = self.task
         if task is None or task.done():
             loop = self.loop = self.loop or asyncio.get_running_loop()
-            self._adoption = adoption = _Adoption(loop.create_future())
-            task = self.task = loop.create_task(_spare(adoption),
-                                                context=self._context.copy())
-            self._weakrefs = weakref.getweakrefcount(task)
+            context = self.context = self._base.copy()
+            state = self._state = _SpareState(loop.create_future(), context.copy())
+            task = self.task = loop.create_task(_spare(state), context=context)
+            state.weakrefs, state.name = weakref.getweakrefcount(task), task.get_name()
         return task
 
     def count(self, task):
@@ -124,44 +125,49 @@ class Spare:
     def untouched(self, task, counted):
         """Nothing the pass did stays on the spare (see the class text).  Called
         as count() was, so the references of the call itself cancel out."""
+        state = self._state
         return (sys.getrefcount(task) == counted and not task.cancelling()
-                and weakref.getweakrefcount(task) == self._weakrefs
+                and weakref.getweakrefcount(task) == state.weakrefs
                 # asyncio's own: a cancel() its uncancel() does not take back,
                 # made before the task started, or after (it cancels the wait).
-                and not task._must_cancel and not self._adoption.wake.cancelled()
-                and task._callbacks is None)
+                and not task._must_cancel and not state.wake.cancelled()
+                and not task._callbacks and task.get_name() is state.name
+                and self.context == state.fresh)
 
     def adopt(self, run):
         """The spare is the caller's task now: it runs ``run(cancelled)``, where
         ``cancelled`` says that a cancellation reached it before it started.
         (One made before its first step ends it before ``run`` is called: the
         adopter watches for that, see Pipeline._adopt.)"""
-        task, adoption = self.task, self._adoption
-        self.task = self._adoption = None
-        adoption.run = run
-        if not adoption.wake.done():  # (a first step's cancel() cancels it)
-            adoption.wake.set_result(None)
+        task, state = self.task, self._state
+        self.task = self.context = self._state = None
+        state.run = run
+        if not state.wake.done():  # (a first step's cancel() cancels it)
+            state.wake.set_result(None)
         return task
 
     def close(self):
         """End the spare (the server is stopping); adopted ones are their owners'."""
         if self.task is not None:
             self.task.cancel()
-            self.task = self._adoption = None
+            self.task = self.context = self._state = None
 
 
-class _Adoption:
-    __slots__ = ("wake", "run")
+class _SpareState:
+    """A spare as it was made (to tell what a pass left on it), and who adopted it."""
 
-    def __init__(self, wake):
-        self.wake, self.run = wake, None
+    __slots__ = ("wake", "fresh", "weakrefs", "name", "run")
+
+    def __init__(self, wake, fresh):
+        self.wake, self.fresh = wake, fresh  # fresh: a copy of its context, as made
+        self.weakrefs = self.name = self.run = None
 
 
-async def _spare(adoption):
+async def _spare(state):
     try:
-        await adoption.wake
+        await state.wake
     except asyncio.CancelledError:
-        if adoption.run is None:
+        if state.run is None:
             raise  # never adopted: the loop is closing
-        return await adoption.run(True)  # the adopter's to deal with
-    return await adoption.run(False)
+        return await state.run(True)  # the adopter's to deal with
+    return await state.run(False)

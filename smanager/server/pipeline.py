@@ -77,6 +77,7 @@ class Pipeline:
         self.queue = collections.deque()  # raw lines, perhaps ending in a StopWith
         self.worker = None  # the connection's task, once it needs one (see advance())
         self._spare = spare or eager.Spare()  # the server's, shared by its connections
+        self._context = None  # the worker's context (contextvars): first steps run in it
         self.job = None  # the Job handed to the worker, until it is done
         self._wakeup = None  # the future an idle worker waits on
         self.flow = Flow(transport)
@@ -139,7 +140,7 @@ class Pipeline:
         self._held, self._held_bytes = [], 0
         eager.enter_task(loop, worker)
         try:
-            self._answer_queued()
+            self._context.run(self._answer_queued)  # in the worker's context, as its steps
         finally:
             eager.leave_task(loop, worker)
             self.flush()
@@ -210,13 +211,13 @@ class Pipeline:
         A connection without a worker acts as the server's spare, and adopts
         it if the pass left anything on it (see eager.Spare)."""
         if self.job is None and self.queue:  # (_answer_queued looks at the transport)
-            worker, spare = self.worker, self._spare
+            worker, spare, context = self.worker, self._spare, self._context
             if worker is None:
                 worker = spare.get()
-                counted = spare.count(worker)
+                counted, context = spare.count(worker), spare.context
             eager.enter_task(spare.loop, worker)
             try:
-                self._answer_queued()
+                context.run(self._answer_queued)  # in the worker's context, as its steps
             finally:
                 eager.leave_task(spare.loop, worker)
             if self.worker is None and not spare.untouched(worker, counted):
@@ -234,6 +235,7 @@ class Pipeline:
     def _adopt(self):
         """The spare becomes this connection's worker (made if need be)."""
         self._spare.get()
+        self._context = self._spare.context
         worker = self.worker = self._spare.adopt(self._work)
         worker.add_done_callback(self._worker_ended)
         return worker

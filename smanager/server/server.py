@@ -130,10 +130,10 @@ class Server:
                 each.socket.close()
             self._close_audit()
             raise
-        self.spare.get()  # one waits from the start, as the sweeper does
         for listener in self._listeners:
             _keep_alive(listener)
             await listener.start_serving()
+        self.spare.get()  # one waits from the start, as the sweeper does
         self._sweeper = loop.create_task(limits.sweep(self, config))
         for where in self.listening:
             log.info("listening on %s", where)

@@ -253,3 +253,24 @@ async def test_a_cancel_taken_back_in_a_first_step_stays_with_its_connection(sta
             if worker is not None:
                 await asyncio.wait({worker}, timeout=QUICK)
         spare.close()
+
+
+
+async def test_a_job_whose_worker_was_cancelled_before_its_first_step_gets_another():
+    """The job's own first step cancelled a spare not yet started: that task ends
+    before running anything, so another is adopted, and the job gets the
+    cancellation it asked for; the session goes on."""
+    async with started_manager(REV) as manager:
+        spare, transport = Spare(), RecordingTransport()  # its spare: made in the pass
+        pipeline = Pipeline(manager, Peer("test:1"), transport, spare=spare)
+        first = await in_callback(lambda: (feed(pipeline, b"rev cancelwait"),
+                                           pipeline.worker)[-1])
+        assert await transport.replies(1) == "ERROR: the command was cancelled\n" + SEP
+        assert first.done() and pipeline.worker not in (None, first)
+        await in_callback(lambda: feed(pipeline, b"rev ping"))
+        assert (await transport.replies(2)).endswith("pong\n" + SEP)
+        worker = pipeline.worker
+        pipeline.lost()
+        await asyncio.wait({worker}, timeout=QUICK)
+        spare.close()
+        assert transport.late == []

@@ -122,6 +122,39 @@ async def test_a_context_variable_set_by_one_connection_is_not_another_ones():
             await client.close()
 
 
+async def test_a_context_variable_set_in_a_first_step_is_there_after_its_waits():
+    async with rev_server() as server:
+        client = await LineClient.connect(server.address[1])
+        assert await client.ask("rev setwait mine", QUICK) == "mine\n" + SEP
+        assert await client.ask("rev getnow", QUICK) == "mine\n" + SEP  # the next line too
+        await client.send("rev later x\nrev getnow\n")  # answered by the worker, behind a wait
+        assert await client.replies(2, QUICK) == ["x\n" + SEP, "mine\n" + SEP]
+        other = await LineClient.connect(server.address[1])
+        assert await other.ask("rev getnow", QUICK) == "unset\n" + SEP
+        await client.close()
+        await other.close()
+
+
+async def test_a_variable_set_by_a_one_liner_does_not_reach_the_next_connection():
+    async with rev_server() as server:
+        bob = await LineClient.connect(server.address[1])
+        assert await bob.ask("rev setvar mine", QUICK) == "set\n" + SEP  # a one-liner
+        await bob.close()
+        carol = await LineClient.connect(server.address[1])
+        assert await carol.ask("rev getnow", QUICK) == "unset\n" + SEP
+        await carol.close()
+
+
+async def test_a_task_name_set_by_one_connection_is_not_the_next_ones():
+    async with rev_server() as server:
+        alice = await LineClient.connect(server.address[1])
+        assert await alice.ask("rev name alice-session", QUICK) == "named\n" + SEP
+        await alice.close()
+        bob = await LineClient.connect(server.address[1])
+        assert await bob.ask("rev taskname", QUICK) != "alice-session\n" + SEP
+        await bob.close()
+
+
 async def test_a_server_that_fails_to_start_leaves_no_spare_task_behind():
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
