@@ -82,14 +82,22 @@ async def test_a_cancellation_asked_of_a_spare_not_yet_started_ends_that_connect
         await client.close()
 
 
+async def after_a_one_liner(server, line, reply, question):
+    """A client sends LINE (answered REPLY) and leaves; what a new one is told to QUESTION."""
+    first = await LineClient.connect(server.address[1])
+    assert await first.ask(line, QUICK) == reply + "\n" + SEP
+    await first.close()
+    second = await LineClient.connect(server.address[1])
+    try:
+        return await second.ask(question, QUICK)
+    finally:
+        await second.close()
+
+
 async def test_state_kept_weakly_by_task_does_not_reach_the_next_connection():
     async with rev_server() as server:
-        alice = await LineClient.connect(server.address[1])
-        assert await alice.ask("rev tag alice", QUICK) == "tagged\n" + SEP
-        await alice.close()
-        bob = await LineClient.connect(server.address[1])
-        assert await bob.ask("rev tagged", QUICK) == "nobody\n" + SEP
-        await bob.close()
+        told = await after_a_one_liner(server, "rev tag alice", "tagged", "rev tagged")
+        assert told == "nobody\n" + SEP
 
 
 async def test_a_done_callback_fires_when_its_own_connection_ends():
@@ -137,22 +145,14 @@ async def test_a_context_variable_set_in_a_first_step_is_there_after_its_waits()
 
 async def test_a_variable_set_by_a_one_liner_does_not_reach_the_next_connection():
     async with rev_server() as server:
-        bob = await LineClient.connect(server.address[1])
-        assert await bob.ask("rev setvar mine", QUICK) == "set\n" + SEP  # a one-liner
-        await bob.close()
-        carol = await LineClient.connect(server.address[1])
-        assert await carol.ask("rev getnow", QUICK) == "unset\n" + SEP
-        await carol.close()
+        told = await after_a_one_liner(server, "rev setvar mine", "set", "rev getnow")
+        assert told == "unset\n" + SEP
 
 
 async def test_a_task_name_set_by_one_connection_is_not_the_next_ones():
     async with rev_server() as server:
-        alice = await LineClient.connect(server.address[1])
-        assert await alice.ask("rev name alice-session", QUICK) == "named\n" + SEP
-        await alice.close()
-        bob = await LineClient.connect(server.address[1])
-        assert await bob.ask("rev taskname", QUICK) != "alice-session\n" + SEP
-        await bob.close()
+        told = await after_a_one_liner(server, "rev name alice-session", "named", "rev taskname")
+        assert told != "alice-session\n" + SEP
 
 
 async def test_a_server_that_fails_to_start_leaves_no_spare_task_behind():
