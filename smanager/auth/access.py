@@ -46,12 +46,15 @@ class Access:
         for peer in list(self._peers):
             self.settle(peer)
 
-    def greet(self, peer):
-        """A new connection: give it its level.  (Without a users file a Peer
-        starts as what it keeps: admin, not on probation.)"""
-        if self.closed:
-            self._peers.add(peer)  # settled again when the users file changes
-            self.settle(peer)
+    def greet(self, peer, catalog):
+        """A new connection: give it its level, and return the banner it is
+        greeted with.  (Without a users file a Peer starts as what it keeps:
+        admin, not on probation, seeing the whole catalog.)"""
+        if not self.closed:
+            return catalog.banner  # (every connection: one call, not three)
+        self._peers.add(peer)  # settled again when the users file changes
+        self.settle(peer)
+        return self.view(catalog, peer).banner
 
     def settle(self, peer):
         """Give a connection its level (rule 2), now and whenever the users change."""

@@ -6,6 +6,7 @@ from ..service import Session
 from .levels import Level
 
 _connection_ids = itertools.count(1)
+_ADMIN = Level.ADMIN  # (an Enum member costs 4 times a global: EnumType has a __getattr__)
 
 
 class Peer:
@@ -17,7 +18,7 @@ class Peer:
         self.host = host or address  # what failed logins are counted against
         self.certificate = certificate  # the name on its verified TLS client certificate
         self.login = None  # the user it logged in as
-        self.level = Level.ADMIN  # what it may run
+        self.level = _ADMIN  # what it may run
         # Not logged in on a server with users: short lines, few commands, and
         # closed on its first error (the README's "probation").
         self.on_probation = False

@@ -22,11 +22,12 @@ import logging
 from ..auth.peer import Peer
 from ..wire import errors, framing, protocol
 from ..wire.address import format_address
-from . import limits, tls
+from . import tls
 from .pipeline import Phase, Pipeline
 
 log = logging.getLogger("smanager.connection")
 _OPEN, _CLOSED = Phase.OPEN, Phase.CLOSED  # looked up on every read
+_HTTP_FIRST = protocol.HTTP_FIRST_BYTES
 
 
 class Connection(asyncio.BufferedProtocol):
@@ -34,6 +35,7 @@ class Connection(asyncio.BufferedProtocol):
         self.server = server
         self.framer = framing.LineFramer(server.config.max_line)
         self._buffer = server.receive_buffer
+        self._line_limits = server.line_limits  # [logged in or open, not yet logged in]
         self.transport = None
         self.peername = None  # as the socket has it: (host, port, ...), or a Unix path
         self.peer = None
@@ -42,13 +44,10 @@ class Connection(asyncio.BufferedProtocol):
         self.keystrokes = False  # the client sends a key at a time: never a one-shot
         self._oneshot_timer = None
         self.reads = 0  # how many times bytes arrived: the limits' sweep watches it
-        self.watch = None
+        self.watch = None  # the limits' sweep's notes on it, from its first look (limits.py)
         self.admitted = None  # the address the connection counts against, once admitted
         self.raw = None  # under TLS: the TCP transport, whose buffer the send time-out watches
-        self.early = bytearray()  # under TLS: bytes decrypted before start_tls has returned
-        config = server.config  # the longest line, [logged in or open, not yet logged in]
-        self._line_limits = (config.max_line, min(config.login_max_line, config.max_line))
-        self._probation_lines = config.login_max_commands  # lines it may send, not logged in
+        self.early = None  # under TLS: bytes decrypted before start_tls has returned
 
     @property
     def worker(self):
@@ -87,15 +86,15 @@ class Connection(asyncio.BufferedProtocol):
                          tls.peer_user(transport) if raw is not None else None)
         self.pipeline = Pipeline(manager, self.peer, transport, self.server.audit,
                                  self.server.spare)
-        self.watch = limits.Watch(self.server.loop.time())
         self.server.connections.add(self)
-        manager.access.greet(self.peer)
-        transport.write(manager.access.view(manager.catalog, self.peer).banner)
+        transport.write(manager.access.greet(self.peer, manager.catalog))
         if self.server.shutting_down:
             self.begin_shutdown()
-        if self.early:
-            early, self.early = bytes(self.early), None
-            self.data_received(early)
+        early, self.early = self.early, None
+        for start in range(0, len(early or b""), len(self._buffer)):  # read as if just now
+            chunk = early[start:start + len(self._buffer)]
+            self._buffer[:len(chunk)] = chunk
+            self.buffer_updated(len(chunk))
 
     def get_buffer(self, sizehint):
         # The transport reads into the server's one receive buffer instead of
@@ -104,20 +103,18 @@ class Connection(asyncio.BufferedProtocol):
         return self._buffer
 
     def buffer_updated(self, nbytes):
-        if self.pipeline is None:
+        pipeline = self.pipeline
+        if pipeline is None:
             # asyncio hands on lines that came with the handshake's last bytes
             # before start_tls returns; keep them for begin(), one loop turn away.
             # A connection refused at the door reads nothing.
             if self.admitted is not None:
-                self.early += self._buffer[:nbytes]
+                self.early = (self.early or b"") + self._buffer[:nbytes]
             return
         self.reads += 1
-        self.data_received(self._buffer[:nbytes].tobytes())
-
-    def data_received(self, data):
-        pipeline = self.pipeline
         if pipeline.phase is not _OPEN:
             return
+        data = self._buffer[:nbytes].tobytes()  # a copy: the buffer is every connection's
         framer = self.framer
         # Read per read, as a login or a change in the users file moves it.
         framer.max_line = self._line_limits[self.peer.on_probation]
@@ -147,13 +144,11 @@ class Connection(asyncio.BufferedProtocol):
             pipeline.hold()  # its reply goes out with any before the close
             try:
                 self._take(self.framer.eof())  # a last line without its newline
-                pipeline.no_more_input()
-                pipeline.advance()
+                pipeline.finish()
             finally:
                 pipeline.flush()
         else:
-            pipeline.no_more_input()
-            pipeline.advance()
+            pipeline.finish()
         # Keep our side open until the replies are written (TLS cannot: asyncio
         # closes a TLS connection at the client's EOF, and warns if asked not
         # to); once closed, saying so spares asyncio a search for its reader.
@@ -213,16 +208,16 @@ class Connection(asyncio.BufferedProtocol):
         pipeline = self.pipeline
         if pipeline.phase is not _OPEN:
             return
-        if self.lines_seen == 0 and protocol.looks_like_http(raw):
+        if self.lines_seen == 0 and raw[:1] in _HTTP_FIRST and protocol.looks_like_http(raw):
             log.warning("%s sent an HTTP request; closed unanswered", self.peer.address)
             pipeline.close()
             return
         self.lines_seen += 1
         if self._oneshot_timer is not None:
             self._cancel_oneshot()
-        if self.peer.on_probation and self.lines_seen > self._probation_lines:
+        if self.peer.on_probation and self.lines_seen > self.server.config.login_max_commands:
             pipeline.stop_with("too many commands before logging in "
-                               f"(limit {self._probation_lines})")
+                               f"(limit {self.server.config.login_max_commands})")
             return
         pipeline.add(raw)
 
@@ -247,8 +242,7 @@ class Connection(asyncio.BufferedProtocol):
         self._oneshot_timer = None
         if self.lines_seen == 0 and self.pipeline.accepting:
             self._line(self.framer.take_partial())
-            self.pipeline.no_more_input()
-            self.pipeline.advance()
+            self.pipeline.finish()
 
     # -- shutdown ----------------------------------------------------------------
 

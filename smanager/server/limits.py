@@ -14,12 +14,15 @@
    progress for that long: its client neither reads the rest nor, under TLS,
    answers our close_notify.
 5. A connection that must log in and has not, ``login_timeout`` seconds
-   after it connected, is told so and closed.
+   after it connected, is told so and closed.  (Counted from the sweep's
+   first look at it, at most one sweep -- a second -- after it connected.)
 
 The sweep also reads the users file again when it changes (auth/access.py).
 
 The timers are one sweep over all connections, a few times a second, so the
-path every request takes does no clock reads for them.
+path every request takes does no clock reads for them, and a connection's
+notes for them (its Watch) are made at the sweep's first look at it: a
+connection that ends before then (most one-liners) never costs one.
 """
 
 import asyncio
@@ -127,6 +130,8 @@ def check(connection, now, config):
     """The rule this connection breaks now, as (its error, whether the client
     can still be told), or None."""
     watch, flow = connection.watch, connection.pipeline.flow
+    if watch is None:  # first seen now: a connection over by then never costs one
+        watch = connection.watch = Watch(now)
     # Rule 4 first: it is the only one left for a connection already refused.
     # Under TLS, one big reply can sit whole in the TCP transport beneath,
     # where the TLS transport's flow control never sees it: watch that too.

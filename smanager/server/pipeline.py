@@ -48,7 +48,9 @@ class Phase(enum.IntEnum):
     CLOSED = 2
 
 
-_OPEN, _ENDING = Phase.OPEN, Phase.ENDING  # looked up on every read
+# Looked up on every read and connection (an Enum member costs 4 times a
+# global: 3.11's EnumType has a __getattr__).
+_OPEN, _ENDING, _CLOSED = Phase.OPEN, Phase.ENDING, Phase.CLOSED
 
 
 class StopWith(NamedTuple):
@@ -73,7 +75,7 @@ class Pipeline:
         self._answer = manager.answer
         self.peer = peer
         self.transport = transport
-        self.phase = Phase.OPEN
+        self.phase = _OPEN
         self.queue = collections.deque()  # raw lines, perhaps ending in a StopWith
         self.worker = None  # the connection's task, once it needs one (see advance())
         self._spare = spare or eager.Spare()  # the server's, shared by its connections
@@ -91,7 +93,7 @@ class Pipeline:
     @property
     def accepting(self):
         """Lines read now are taken (not ignored)."""
-        return self.phase is Phase.OPEN
+        return self.phase is _OPEN
 
     @property
     def streaming(self):
@@ -109,7 +111,7 @@ class Pipeline:
         if phase <= self.phase:
             return
         self.phase = phase
-        if phase is Phase.ENDING:
+        if phase is _ENDING:
             # Reading stops in _wind_down(), and only if a job still runs: a
             # connection closed at once is better not paused first (asyncio
             # then looks for its reader twice more, at 2 us an exception).
@@ -143,20 +145,29 @@ class Pipeline:
             self._context.run(self._answer_queued)  # in the worker's context, as its steps
         finally:
             eager.leave_task(loop, worker)
-            self.flush()
+            held, self._held = self._held, None  # flush(), without the call
+            if held and not self.transport.is_closing():
+                self.transport.write(held[0] if len(held) == 1 else b"".join(held))
         if self.phase is _ENDING:
             self._wind_down()
 
-    def no_more_input(self):
-        """The client has finished (or is treated as finished): close when done."""
-        self._enter(Phase.ENDING)
+    def finish(self):
+        """The client has finished (or is treated as finished: a one-shot
+        line), and every line it sent is here: answer what is queued, then
+        close -- at once if nothing is left to run (most one-liners' end, so
+        without the steps of advance())."""
+        if self.job is not None or self.queue:
+            self._enter(_ENDING)
+            self.advance()
+        elif self.phase is not _CLOSED:
+            self.close()
 
     def stop_with(self, error):
         """A limit was passed: answer the lines before, then ``error``, then close.
         A connection already ending has had its last word: nothing is added."""
         if self.phase is _OPEN:
             self.queue.append(StopWith(error))
-            self._enter(Phase.ENDING)
+            self._enter(_ENDING)
 
     def interrupt(self, reason):
         """Ctrl-C or shutdown: drop waiting lines, stop the job with an error reply."""
@@ -174,13 +185,13 @@ class Pipeline:
     def shut(self):
         """Run nothing new; close now if idle, else once the current job ends."""
         self.queue.clear()
-        self._enter(Phase.ENDING)
+        self._enter(_ENDING)
         self._wind_down()
 
     def lost(self):
         """The transport is gone: stop everything."""
-        if self.phase is not Phase.CLOSED:
-            self._enter(Phase.CLOSED)
+        if self.phase is not _CLOSED:
+            self._enter(_CLOSED)
         if self.job is not None:
             self._replace_work(None)
         if self.worker is not None:
@@ -199,8 +210,9 @@ class Pipeline:
 
     def close(self):
         """Close the connection now; nothing more runs."""
-        self.flush()  # what was answered is sent before the close
-        self._enter(Phase.CLOSED)  # closing may read the client's last bytes: they run nothing
+        if self._held:
+            self.flush()  # what was answered is sent before the close
+        self._enter(_CLOSED)  # closing may read the client's last bytes: they run nothing
         tls.close(self.transport)
 
     # -- running -----------------------------------------------------------------
@@ -307,7 +319,7 @@ class Pipeline:
         connection on probation (it gets no second chance)."""
         if close or self.peer.on_probation and error is not None:
             self.queue.clear()
-            self._enter(Phase.ENDING)
+            self._enter(_ENDING)
 
     def _hand_over(self, work):
         self.job = Job(work)
@@ -364,7 +376,7 @@ class Pipeline:
                 while task.cancelling():
                     task.uncancel()
                 self._answer_queued()  # as advance() does, but the worker is the task
-                if self.job is None and self.phase is Phase.ENDING:
+                if self.job is None and self.phase is _ENDING:
                     self.close()
         except (asyncio.CancelledError, ConnectionError):
             pass  # the client has gone, or the server is closing the connection

@@ -12,6 +12,7 @@ signals:  SIGTERM and SIGINT stop; SIGHUP restarts the services; SIGUSR1
 """
 
 import asyncio
+import functools
 import logging
 import signal
 import socket
@@ -36,6 +37,8 @@ HANDSHAKE_TIMEOUT = 10.0  # seconds a TLS client has to finish its handshake
 class Server:
     def __init__(self, config, manager=None):
         self.config = config
+        # The longest line a connection may send: [logged in or open, not yet logged in].
+        self.line_limits = (config.max_line, min(config.login_max_line, config.max_line))
         self.admission = limits.Admission(config.max_connections,
                                           config.max_connections_per_address)
         self.audit = None  # opened by start()
@@ -141,11 +144,12 @@ class Server:
     async def _listen(self, inherited):
         """A listener on each socket systemd passed, or on those the config names."""
         config, loop = self.config, asyncio.get_running_loop()
+        connection = functools.partial(Connection, self)  # (a lambda is a Python call more)
         # Plain TCP, even for TLS: a connection is counted against the limits
         # when accepted, and only then does its handshake begin.
         for each in inherited:
             self._listeners.append(await loop.create_server(
-                lambda: Connection(self), sock=each.socket, backlog=config.backlog,
+                connection, sock=each.socket, backlog=config.backlog,
                 start_serving=False))
             speaks = "Unix socket" if each.kind == "Unix" else _speaks(config)
             self.listening.append(f"{each.where} ({speaks}, {each.origin})")
@@ -153,12 +157,12 @@ class Server:
             return
         if config.tcp:
             self._listeners.append(await loop.create_server(
-                lambda: Connection(self), config.host, config.port,
+                connection, config.host, config.port,
                 reuse_address=True, backlog=config.backlog, start_serving=False))
             self.listening.append(f"{format_address(*self.address)} ({_speaks(config)})")
         if config.unix_socket:
             self._listeners.append(await unix_socket.listen(
-                lambda: Connection(self), config.unix_socket,
+                connection, config.unix_socket,
                 int(config.unix_socket_mode, 8), config.backlog))
             self.listening.append(f"{config.unix_socket} (Unix socket)")
 

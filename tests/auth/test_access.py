@@ -30,7 +30,7 @@ async def closed(users_file):
 def peer_of(manager, login=None, certificate=None):
     peer = Peer("test:1", "test", certificate)
     peer.login = login
-    manager.access.greet(peer)
+    manager.access.greet(peer, manager.catalog)
     return peer
 
 

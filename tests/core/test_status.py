@@ -6,8 +6,8 @@ import json
 from helpers import FIXTURE_SERVICES, FIXTURES, ask_core, make_users, started_manager
 
 from smanager.auth.access import Access
-from smanager.config import bundled_services_dir
 from smanager.auth.peer import Peer
+from smanager.config import bundled_services_dir
 
 
 def status_of(reply):
@@ -44,7 +44,7 @@ async def test_a_read_level_user_sees_what_help_shows_them_and_no_files_or_error
                                FIXTURES / "start_fails", access=access) as manager:
         carol = Peer("test:1", "test")
         carol.login = "carol"
-        access.greet(carol)
+        access.greet(carol, manager.catalog)
         report = status_of(await ask_core(manager, "status", carol))
         shown = (await ask_core(manager, "help -s", carol)).split("\n")[1].split()[1:]
         assert sorted(report["services"]) == sorted(shown) == ["monitor", "proc", "scrapman", "scripts", "systemstatus"]

@@ -9,23 +9,26 @@ from helpers import QUICK, SEP, LineClient, rev_server, until
 
 from smanager.config import Config
 from smanager.server.connection import Connection
+from smanager.server.pipeline import Phase
 
 
 def test_buffer_updated_hands_on_a_copy():
     shared = memoryview(bytearray(64))
-    server = types.SimpleNamespace(config=Config(), receive_buffer=shared)
+    config = Config()
+    server = types.SimpleNamespace(config=config, receive_buffer=shared,
+                                   line_limits=(config.max_line, config.max_line))
     connections = [Connection(server), Connection(server)]
     seen = []
-    for conn in connections:
-        conn.pipeline = object()  # begun (not refused at the door)
-        conn.data_received = seen.append  # what buffer_updated passes on
-    for conn, text in zip(connections, (b"first", b"other")):
+    for conn in connections:  # begun (not refused at the door), and past its first line
+        conn.pipeline = types.SimpleNamespace(phase=Phase.OPEN, take=seen.extend)
+        conn.peer, conn.lines_seen = types.SimpleNamespace(on_probation=False), 1
+    for conn, text in zip(connections, (b"first\n", b"other\n")):
         buffer = conn.get_buffer(-1)
         assert buffer.obj is shared.obj  # one buffer for every connection
         buffer[:len(text)] = text
         conn.buffer_updated(len(text))
     shared[:8] = b"XXXXXXXX"
-    assert seen == [b"first", b"other"] and all(type(data) is bytes for data in seen)
+    assert seen == [b"first", b"other"] and all(type(line) is bytes for line in seen)
 
 
 async def test_lines_kept_across_reads_do_not_alias_the_shared_buffer():
@@ -76,3 +79,51 @@ async def test_accepted_tcp_connections_have_keepalive_from_the_listener():
         sock = conn.transport.get_extra_info("socket")
         assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
         await client.close()
+
+
+class StandInTransport:
+    """Enough of a transport to begin a connection by hand; keeps what is written."""
+
+    def __init__(self):
+        self.out, self.closing = bytearray(), False
+
+    def get_extra_info(self, name, default=None):
+        return ("127.0.0.1", 1) if name == "peername" else default
+
+    def write(self, data):
+        self.out += data
+
+    def is_closing(self):
+        return self.closing
+
+    def close(self):
+        self.closing = True
+
+    def pause_reading(self):
+        pass
+
+    def resume_reading(self):
+        pass
+
+
+async def test_lines_read_before_a_connection_began_are_answered_in_order_once_it_does():
+    # Under TLS, lines that come with the handshake's last bytes are read before
+    # start_tls returns; begin() answers them as if just read, however many
+    # buffers' worth, one split across two of them included.
+    async with rev_server() as server:
+        conn, transport = Connection(server), StandInTransport()
+        assert server.admission.admit("127.0.0.1") is None
+        conn.admitted = "127.0.0.1"  # counted in, its handshake under way
+        lines = b"".join(b"rev say %05d\n" % n for n in range(20000))
+        assert len(lines) > len(server.receive_buffer) and len(server.receive_buffer) % 14
+        for start in range(0, len(lines), 65536):  # as asyncio reads them
+            chunk = lines[start:start + 65536]
+            conn.get_buffer(-1)[:len(chunk)] = chunk
+            conn.buffer_updated(len(chunk))
+        begun = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_soon(
+            lambda: begun.set_result(conn.begin(transport)))  # from a callback, as asyncio would
+        await asyncio.wait_for(begun, QUICK)
+        replies = bytes(transport.out).split(SEP.encode())[1:-1]  # the banner first
+        assert replies == [b"%05d\n" % n for n in range(20000)]
+        conn.connection_lost(None)

@@ -212,14 +212,12 @@ async def test_a_pipeline_ending_with_nothing_running_closes_without_pausing_fir
     """Pausing a plain transport just before closing it costs asyncio two searches
     for a reader that is gone; one still running a job stops reading meanwhile."""
     async with core_pipeline() as (manager, pipeline, transport):
-        await in_callback(lambda: (feed(pipeline, b"rev ping"), pipeline.no_more_input(),
-                                   pipeline.advance()))
+        await in_callback(lambda: (feed(pipeline, b"rev ping"), pipeline.finish()))
         assert transport.closing and transport.reading
         assert await transport.replies(1) == "pong\n" + SEP
     async with core_pipeline() as (manager, pipeline, transport):
         worker = await in_callback(lambda: (feed(pipeline, b"rev later last"),
-                                            pipeline.no_more_input(), pipeline.advance(),
-                                            pipeline.worker)[-1])
+                                            pipeline.finish(), pipeline.worker)[-1])
         assert not transport.closing and not transport.reading  # the job runs; nothing is read
         await asyncio.wait_for(asyncio.wait({worker}), QUICK)
         assert transport.out.decode() == "last\n" + SEP

@@ -42,6 +42,19 @@ def test_parse_errors(raw, message):
 ])
 def test_http_is_recognised(raw):
     assert protocol.looks_like_http(raw)
+    assert raw[:1] in protocol.HTTP_FIRST_BYTES  # so the connection's cheap look asks
+
+
+def test_no_line_starting_outside_http_first_bytes_looks_like_http():
+    """The connection asks looks_like_http() only of a first line starting with
+    one of these: every other byte, before any ending the pattern knows, is a no."""
+    endings = [b"ET / HTTP/1.1", b"OST: x", b"ost: x", b" / x", b" x HTTP/1", b"x", b""]
+    for first in range(256):
+        for rest in endings:
+            line = bytes([first]) + rest
+            if protocol.looks_like_http(line):
+                assert line[:1] in protocol.HTTP_FIRST_BYTES, line
+    assert protocol.looks_like_http(b" \t GET / HTTP/1.1")  # white space first: it is asked
 
 
 @pytest.mark.parametrize("raw", [b"help", b"systemstatus uptime", b"get_heartbeat", b"hostname",
