@@ -117,7 +117,7 @@ class Connection(asyncio.BufferedProtocol):
         data = self._buffer[:nbytes].tobytes()  # a copy: the buffer is every connection's
         framer = self.framer
         # Read per read, as a login or a change in the users file moves it.
-        framer.max_line = self._line_limits[self.peer.on_probation]
+        framer.max_line = self._line_limits[1 if self.peer.on_probation else 0]  # (int: faster)
         events = framer.feed(data)
         if framer.only_lines and self.lines_seen and not self.peer.on_probation:
             # Lines past the first, from a client that may send any number:

@@ -142,7 +142,7 @@ class Pipeline:
         self._held, self._held_bytes = [], 0
         eager.enter_task(loop, worker)
         try:
-            self._context.run(self._answer_queued)  # in the worker's context, as its steps
+            self._context.run(_answer_queued, self)  # in the worker's context, as its steps
         finally:
             eager.leave_task(loop, worker)
             held, self._held = self._held, None  # flush(), without the call
@@ -229,7 +229,7 @@ class Pipeline:
                 counted, context = spare.count(worker), spare.context
             eager.enter_task(spare.loop, worker)
             try:
-                context.run(self._answer_queued)  # in the worker's context, as its steps
+                context.run(_answer_queued, self)  # in the worker's context, as its steps
             finally:
                 eager.leave_task(spare.loop, worker)
             if self.worker is None and not spare.untouched(worker, counted):
@@ -271,7 +271,8 @@ class Pipeline:
         right here: this loop is every pipelined line's path, so it makes no
         call it can do without."""
         queue, flow, answer, peer = self.queue, self.flow, self._answer, self.peer
-        closing = self.transport.is_closing
+        # (Locals: an attribute holding a function is looked up the slow way.)
+        closing, render_value = self.transport.is_closing, self._render_value
         if closing():
             return
         while queue:  # (only a write can close the transport in here: see below)
@@ -287,7 +288,7 @@ class Pipeline:
                 self._audited = (time.time(), raw)
             outcome = answer(raw, peer)
             if type(outcome) is str:  # a text reply, done at once: most lines
-                data, error, close = self._render_value(outcome), None, False
+                data, error, close = render_value(outcome), None, False
             elif type(outcome) is not Outcome or outcome.stream is not None:
                 if outcome is not None:  # None: a blank line
                     return self._hand_over(outcome)
@@ -295,6 +296,7 @@ class Pipeline:
             else:
                 if outcome.mode is not None:
                     self._switch(outcome.mode)
+                    render_value = self._render_value
                 data, error, close = self._render_reply(outcome), outcome.error, outcome.close
             held = self._held
             if held is None or self._held_bytes + len(data) >= COALESCE_BYTES:
@@ -447,3 +449,8 @@ class Pipeline:
         if self._held_bytes >= COALESCE_BYTES:  # bounded: write now, keep holding
             self.flush()
             self.hold()
+
+
+# The pass as a plain function: context.run(_answer_queued, pipeline) makes no
+# bound method, as context.run(pipeline._answer_queued) would on every read.
+_answer_queued = Pipeline._answer_queued

@@ -110,10 +110,15 @@ class LineFramer:
             partial = self._partial
             if len(partial) + len(data) <= self.max_line:
                 self.only_lines = True
-                end = len(data) - 1
-                if not partial and end >= 0 and data.find(10) == end:  # one whole line
-                    return [data[:end - 1] if end and data[end - 1] == 13 else data[:end]]
-                return self._split_text(data)
+                if partial:
+                    return self._split_text(data)
+                lines = data.split(b"\n")  # _split_text() with nothing carried over
+                tail = lines.pop()
+                if tail:
+                    partial += tail
+                if 13 in data:
+                    return [line[:-1] if line[-1:] == b"\r" else line for line in lines]
+                return lines
         self.only_lines = False
         events = []
         if self.overflowed:

@@ -194,8 +194,12 @@ def render_value(value):
     """A command's value (no error) as a whole reply."""
     if type(value) is str and SEPARATOR not in value:
         value = value.rstrip("\n")  # the common case, without the general path's calls
-        return (value + _NEWLINE_SEPARATOR).encode("utf-8", "replace") if value \
-            else _SEPARATOR_BYTES
+        if not value:
+            return _SEPARATOR_BYTES
+        try:
+            return (value + _NEWLINE_SEPARATOR).encode()  # (no errors argument: faster)
+        except UnicodeEncodeError:  # a lone surrogate
+            return (value + _NEWLINE_SEPARATOR).encode("utf-8", "replace")
     return render_text(to_text(value))
 
 

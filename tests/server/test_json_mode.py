@@ -79,6 +79,19 @@ async def test_a_line_that_is_not_utf8_gets_a_json_error(server):
         await client.close()
 
 
+async def test_text_replies_read_with_a_mode_switch_take_the_new_mode_at_once(server):
+    # One read, one pass: the lines after each switch render in its mode.
+    client = await LineClient.connect(server.address[1])
+    try:
+        await client.send(b"mode json\nsystemstatus echo hi\nmode text\nsystemstatus echo hi\n")
+        assert await json_lines(client, 2) == [{"ok": True, "result": "json"},
+                                               {"ok": True, "result": "hi"}]
+        assert await client.reply() == b"text\n" + SEP_LINE
+        assert await client.reply() == b"hi\n" + SEP_LINE
+    finally:
+        await client.close()
+
+
 async def test_mode_switches_pipelined_behind_a_slow_command_apply_in_order(server):
     client = await LineClient.connect(server.address[1])
     try:
