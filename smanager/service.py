@@ -124,7 +124,9 @@ class SService:
     options: Mapping[str, Any] = MappingProxyType({})
     _siblings = None  # the roster's lookup: name -> another running service, or None
     # Class-level defaults, so a subclass that forgets super().__init__() works.
-    _state = State.NEW
+    # (Not _state, which every command's run reads: an instance attribute that
+    # shadows a class attribute is looked up without 3.11's specialisation.
+    # Until the first _change_state() it is missing, which reads as NEW.)
     _background = None
 
     def sibling(self, name: str) -> "SService | None":
@@ -135,12 +137,12 @@ class SService:
 
     @property
     def state(self) -> State:
-        return self._state
+        return getattr(self, "_state", State.NEW)
 
     def _change_state(self, new):
-        if new not in TRANSITIONS[self._state]:
+        if new not in TRANSITIONS[self.state]:
             raise RuntimeError(f"{type(self).__name__}: cannot go from "
-                               f"{self._state.value} to {new.value}")
+                               f"{self.state.value} to {new.value}")
         self._state = new
 
     # -- hooks: no-ops unless a service overrides them ---------------------------
@@ -162,9 +164,9 @@ class SService:
     def run_in_background(self, coroutine: Coroutine[Any, Any, Any],
                           name: str | None = None) -> asyncio.Task:
         """Run a coroutine as a task that is cancelled when the service stops."""
-        if self._state not in (State.STARTING, State.RUNNING):
+        if self.state not in (State.STARTING, State.RUNNING):
             coroutine.close()
-            raise RuntimeError(f"{type(self).__name__} is {self._state.value}: "
+            raise RuntimeError(f"{type(self).__name__} is {self.state.value}: "
                                "no new background work")
         if self._background is None:
             self._background = set()

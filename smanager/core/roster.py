@@ -188,6 +188,7 @@ class Roster:
             instance.config_file = self.config_file
             instance.kept = self._kept.setdefault(name, {})
             instance._siblings = self._running
+            instance._state = State.NEW  # (see SService: the runner reads it on every command)
             instance.__init__()
             commands = commands_of(cls)
         except errors.SERVICE_FAILURES as exc:  # a broken service is a report

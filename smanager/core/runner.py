@@ -76,7 +76,7 @@ class Stream:
             raise StopAsyncIteration
         service = self._service
         if service is not None and self not in service.streams:  # its first chunk
-            state = service.instance._state
+            state = service.instance.state
             if state is not _RUNNING:  # stopped while the stream waited its turn
                 self._ended = f"{service.name} is {state.value}"
             service.streams.add(self)
@@ -175,14 +175,15 @@ class Runner:
         see eager.py)."""
         service, command, instance, invoke = call
         if service is not None and instance._state is not _RUNNING:
-            return Outcome(error=errors.not_running(service.name, instance._state.value))
+            return Outcome(error=errors.not_running(service.name, instance.state.value))
         kind = command.kind
         if kind is _ASYNC:
             # Its first step, at once (see eager.py).  The Steps are taken while
             # it runs: a first step that starts a command of its own gets others.
             steps, self._steps = self._steps or eager.Steps(), None
+            send = steps.send  # (steps.send(...) would be a method lookup that fails, each time)
             try:
-                waiting_on = steps.send(invoke())  # (a call its signature refuses raises)
+                waiting_on = send(invoke())  # (a call its signature refuses raises)
             except _CAUGHT as exc:  # nothing cancels a first step: a CancelledError is its own
                 return Outcome(error=_failure(exc, None, call.label, None, service, command.secret))
             if waiting_on is not _DONE:
