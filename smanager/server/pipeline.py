@@ -271,9 +271,9 @@ class Pipeline:
         right here: this loop is every pipelined line's path, so it makes no
         call it can do without."""
         queue, flow, answer, peer = self.queue, self.flow, self._answer, self.peer
-        # (Locals: an attribute holding a function is looked up the slow way.)
-        closing, render_value = self.transport.is_closing, self._render_value
-        if closing():
+        # (A local: an attribute holding a function is looked up the slow way.)
+        render_value, transport = self._render_value, self.transport
+        if transport.is_closing():
             return
         while queue:  # (only a write can close the transport in here: see below)
             if flow.write_paused:
@@ -309,7 +309,7 @@ class Pipeline:
                 self._audit(error)  # the line ran: it is audited even if its reply is lost
             if close or error is not None and peer.on_probation:
                 self._after(close, error)
-            if held is None and closing():  # the client is gone: nothing more runs
+            if held is None and transport.is_closing():  # the client is gone: nothing more runs
                 return
 
     def _switch(self, mode):
