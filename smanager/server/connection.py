@@ -90,11 +90,12 @@ class Connection(asyncio.BufferedProtocol):
         transport.write(manager.access.greet(self.peer, manager.catalog))
         if self.server.shutting_down:
             self.begin_shutdown()
-        early, self.early = self.early, None
-        for start in range(0, len(early or b""), len(self._buffer)):  # read as if just now
-            chunk = early[start:start + len(self._buffer)]
-            self._buffer[:len(chunk)] = chunk
-            self.buffer_updated(len(chunk))
+        if self.early:  # under TLS: read with the handshake's last bytes; read them now
+            early, self.early = self.early, None
+            for start in range(0, len(early), len(self._buffer)):
+                chunk = early[start:start + len(self._buffer)]
+                self._buffer[:len(chunk)] = chunk
+                self.buffer_updated(len(chunk))
 
     def get_buffer(self, sizehint):
         # The transport reads into the server's one receive buffer instead of
