@@ -137,7 +137,7 @@ class SService:
 
     @property
     def state(self) -> State:
-        return getattr(self, "_state", State.NEW)
+        return self.__dict__.get("_state", State.NEW)  # (not getattr: no __getattr__ of its own)
 
     def _change_state(self, new):
         if new not in TRANSITIONS[self.state]:

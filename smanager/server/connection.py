@@ -22,7 +22,7 @@ import logging
 from ..auth.peer import Peer
 from ..wire import errors, framing, protocol
 from ..wire.address import format_address
-from . import tls
+from . import limits, tls
 from .pipeline import Phase, Pipeline
 
 log = logging.getLogger("smanager.connection")
@@ -88,6 +88,8 @@ class Connection(asyncio.BufferedProtocol):
                                  self.server.spare)
         self.server.connections.add(self)
         transport.write(manager.access.greet(self.peer, manager.catalog))
+        if self.peer.on_probation:  # its login time-out runs from now, not the sweep's first look
+            self.watch = limits.Watch(self.server.loop.time())
         if self.server.shutting_down:
             self.begin_shutdown()
         if self.early:  # under TLS: read with the handshake's last bytes; read them now

@@ -14,15 +14,16 @@
    progress for that long: its client neither reads the rest nor, under TLS,
    answers our close_notify.
 5. A connection that must log in and has not, ``login_timeout`` seconds
-   after it connected, is told so and closed.  (Counted from the sweep's
-   first look at it, at most one sweep -- a second -- after it connected.)
+   after it connected, is told so and closed.
 
 The sweep also reads the users file again when it changes (auth/access.py).
 
 The timers are one sweep over all connections, a few times a second, so the
 path every request takes does no clock reads for them, and a connection's
 notes for them (its Watch) are made at the sweep's first look at it: a
-connection that ends before then (most one-liners) never costs one.
+connection that ends before then (most one-liners) never costs one.  (One
+that must log in gets its Watch as it begins: its login time-out runs from
+then.)
 """
 
 import asyncio

@@ -4,6 +4,7 @@ refusing to listen beyond loopback."""
 import asyncio
 import contextlib
 import logging
+import time
 
 import pytest
 from helpers import (
@@ -12,6 +13,7 @@ from helpers import (
     TIMEOUT,
     LineClient,
     Records,
+    make_users,
     read_steadily,
     reset,
     running_server,
@@ -133,6 +135,36 @@ async def test_an_idle_connection_is_told_and_closed():
             assert await client.ask("testsvc sleep 0.8") == "slept 0.8\n" + SEP  # busy: not idle
             assert await client.read_all() == \
                 b"ERROR: idle for 0.5 s; closing the connection\n" + SEP_LINE
+        finally:
+            await client.close()
+
+
+async def test_a_client_that_never_logs_in_is_told_and_closed(tmp_path):
+    async with running_server(users_file=make_users(tmp_path / "users", carol="read"),
+                              login_timeout=0.4) as server:
+        client = await LineClient.connect(server.address[1])
+        try:
+            began = time.monotonic()
+            assert await client.read_all() == \
+                b"ERROR: not logged in within 0.4 s; closing the connection\n" + SEP_LINE
+            assert time.monotonic() - began >= 0.4
+        finally:
+            await client.close()
+
+
+async def test_the_login_time_out_runs_from_the_connection_not_the_sweeps_first_look(tmp_path):
+    # Other connections get their Watch at the sweep's first look, up to a
+    # second after they began (an idle server sweeps slowly); one that must
+    # log in gets it as it begins, so its time-out is not that much later.
+    async with running_server(users_file=make_users(tmp_path / "users", carol="read"),
+                              login_timeout=5) as server:
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        client = await LineClient.connect(server.address[1])  # (it has read the banner)
+        try:
+            (connection,) = server.connections
+            assert connection.watch is not None and began <= connection.watch.opened <= loop.time()
+            assert connection.watch.opened - began < 0.05  # not a sweep's later look
         finally:
             await client.close()
 
