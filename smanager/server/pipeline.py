@@ -19,7 +19,8 @@
    more input: what is queued still runs, then the connection closes) ->
    CLOSED (nothing more runs).  A connection ends after the client
    half-closes, after a one-shot line, after a reply that closes (quit,
-   kill, an error on probation), or when a limit is passed (StopWith).
+   kill, an error on probation), or when a limit is passed (``stop_with()``:
+   its error is the last reply, after the lines before it).
 """
 
 import asyncio
@@ -28,7 +29,6 @@ import enum
 import logging
 import time
 from dataclasses import dataclass
-from typing import NamedTuple
 
 from ..core import eager
 from ..core.runner import Outcome
@@ -53,12 +53,6 @@ class Phase(enum.IntEnum):
 _OPEN, _ENDING, _CLOSED = Phase.OPEN, Phase.ENDING, Phase.CLOSED
 
 
-class StopWith(NamedTuple):
-    """Queued behind the lines a limit let through: its error is the last reply."""
-
-    error: str
-
-
 @dataclass(slots=True, eq=False)
 class Job:
     """What the worker is handed: ``work`` is a coroutine that finishes a
@@ -76,7 +70,8 @@ class Pipeline:
         self.peer = peer
         self.transport = transport
         self.phase = _OPEN
-        self.queue = collections.deque()  # raw lines, perhaps ending in a StopWith
+        self.queue = collections.deque()  # raw lines
+        self._last_word = None  # a limit's error, the reply after the queue's last (stop_with)
         self.worker = None  # the connection's task, once it needs one (see advance())
         self._spare = spare or eager.Spare()  # the server's, shared by its connections
         self._context = None  # the worker's context (contextvars): first steps run in it
@@ -156,7 +151,7 @@ class Pipeline:
         line), and every line it sent is here: answer what is queued, then
         close -- at once if nothing is left to run (most one-liners' end, so
         without the steps of advance())."""
-        if self.job is not None or self.queue:
+        if self.job is not None or self.queue or self._last_word is not None:
             self._enter(_ENDING)
             self.advance()
         elif self.phase is not _CLOSED:
@@ -166,12 +161,12 @@ class Pipeline:
         """A limit was passed: answer the lines before, then ``error``, then close.
         A connection already ending has had its last word: nothing is added."""
         if self.phase is _OPEN:
-            self.queue.append(StopWith(error))
+            self._last_word = error
             self._enter(_ENDING)
 
     def interrupt(self, reason):
         """Ctrl-C or shutdown: drop waiting lines, stop the job with an error reply."""
-        self.queue.clear()
+        self._drop_queued()
         self.flow.start_reading("queue")
         job = self.job
         if job is None or job.work is DRAIN:
@@ -184,7 +179,7 @@ class Pipeline:
 
     def shut(self):
         """Run nothing new; close now if idle, else once the current job ends."""
-        self.queue.clear()
+        self._drop_queued()
         self._enter(_ENDING)
         self._wind_down()
 
@@ -222,7 +217,8 @@ class Pipeline:
         worker (see core/eager.py), until one has to wait; close if ending.
         A connection without a worker acts as the server's spare, and adopts
         it if the pass left anything on it (see eager.Spare)."""
-        if self.job is None and self.queue:  # (_answer_queued looks at the transport)
+        if self.job is None and (self.queue or self._last_word is not None):
+            # (_answer_queued looks at the transport)
             worker, spare, context = self.worker, self._spare, self._context
             if worker is None:
                 worker = spare.get()
@@ -272,7 +268,7 @@ class Pipeline:
         call it can do without."""
         queue, flow, answer, peer = self.queue, self.flow, self._answer, self.peer
         # (A local: an attribute holding a function is looked up the slow way.)
-        render_value, transport = self._render_value, self.transport
+        render_value, transport, audit = self._render_value, self.transport, self.audit
         if transport.is_closing():
             return
         while queue:  # (only a write can close the transport in here: see below)
@@ -281,10 +277,7 @@ class Pipeline:
             raw = queue.popleft()
             if flow.held and len(queue) <= QUEUE_LOW:
                 flow.start_reading("queue")
-            if type(raw) is StopWith:
-                self.send(self.format.error(raw.error))
-                return
-            if self.audit is not None:
+            if audit is not None:
                 self._audited = (time.time(), raw)
             outcome = answer(raw, peer)
             if type(outcome) is str:  # a text reply, done at once: most lines
@@ -298,19 +291,22 @@ class Pipeline:
                     self._switch(outcome.mode)
                     render_value = self._render_value
                 data, error, close = self._render_reply(outcome), outcome.error, outcome.close
-            held = self._held
-            if held is None or self._held_bytes + len(data) >= COALESCE_BYTES:
+            held, held_bytes = self._held, self._held_bytes + len(data)
+            if held is None or held_bytes >= COALESCE_BYTES:
                 self.send(data)  # (which writes what is held, this too)
                 held = None  # written: the write may have found the client gone
             else:
                 held.append(data)  # what send() does, without the call
-                self._held_bytes += len(data)
-            if self._audited is not None:
+                self._held_bytes = held_bytes
+            if audit is not None:
                 self._audit(error)  # the line ran: it is audited even if its reply is lost
             if close or error is not None and peer.on_probation:
                 self._after(close, error)
             if held is None and transport.is_closing():  # the client is gone: nothing more runs
                 return
+        if self._last_word is not None:  # every line before it is answered
+            error, self._last_word = self._last_word, None
+            self.send(self.format.error(error))
 
     def _switch(self, mode):
         self.format = formats.FORMATS[mode]
@@ -320,8 +316,12 @@ class Pipeline:
         """End after this reply if it asks to, or if it is an error to a
         connection on probation (it gets no second chance)."""
         if close or self.peer.on_probation and error is not None:
-            self.queue.clear()
+            self._drop_queued()
             self._enter(_ENDING)
+
+    def _drop_queued(self):
+        self.queue.clear()
+        self._last_word = None
 
     def _hand_over(self, work):
         self.job = Job(work)

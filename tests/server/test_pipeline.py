@@ -226,6 +226,17 @@ async def test_an_oversized_line_then_ctrl_c_in_one_read_still_answers_and_expla
         await client.close()
 
 
+async def test_an_oversized_line_behind_a_waiting_command_is_explained_after_its_reply():
+    """The limit's error waits for the worker: the lines before it are answered first."""
+    async with rev_server(max_line=80) as server:
+        client = await LineClient.connect(server.address[1])
+        await client.send(b"rev later first\nrev say second\n" + b"x" * 100 + b"\n")
+        assert await client.read_all() == (
+            "first\n" + SEP + "second\n" + SEP
+            + "ERROR: line longer than 80 bytes; closing the connection\n" + SEP).encode()
+        await client.close()
+
+
 async def test_a_reply_that_closes_is_the_last_word_whatever_follows_in_its_read():
     async with rev_server(max_line=80) as server:
         client = await LineClient.connect(server.address[1])
