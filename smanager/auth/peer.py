@@ -7,6 +7,7 @@ from .levels import Level
 
 _connection_ids = itertools.count(1)
 _ADMIN = Level.ADMIN  # (an Enum member costs 4 times a global: EnumType has a __getattr__)
+_ADMIN_RANK = _ADMIN._value_
 
 
 class Peer:
@@ -18,13 +19,25 @@ class Peer:
         self.host = host or address  # what failed logins are counted against
         self.certificate = certificate  # the name on its verified TLS client certificate
         self.login = None  # the user it logged in as
-        self.level = _ADMIN  # what it may run
+        # What it may run, ``level`` (also as a plain int, ``rank``: see below),
+        # set here as the setter would, without a call on every connection's path.
+        self._level, self.rank = _ADMIN, _ADMIN_RANK
         # Not logged in on a server with users: short lines, few commands, and
         # closed on its first error (the README's "probation").
         self.on_probation = False
         self.challenge = None  # (user, nonce) of the challenge awaiting its auth
         self.id = next(_connection_ids)
         self.sessions = {}  # service name -> (instance, Session)
+
+    @property
+    def level(self):
+        return self._level
+
+    @level.setter
+    def level(self, level):
+        # The manager compares ``rank`` with a remembered command's on every
+        # line: two ints compare at a fraction of two IntEnum members' cost.
+        self._level, self.rank = level, level._value_
 
     @property
     def user(self):

@@ -17,7 +17,6 @@ import functools
 import logging
 import time
 from dataclasses import dataclass
-from typing import NamedTuple
 
 from ..service import State
 from ..wire import errors
@@ -124,17 +123,22 @@ class Stream:
                 log.exception("%s: error while closing its stream", self.label)
 
 
-class Call(NamedTuple):
+class Call:
     """A request bound to its command: ready to run, any number of times.
 
     It depends only on the line and the catalog (unless it carries a
     session), so the catalog may keep it for the next identical line.
+    (Slots, not a NamedTuple: 3.11 specialises reading a slot, not a field.)
     """
 
-    service: object  # Loaded, or None for a built-in
-    command: object
-    instance: object
-    invoke: functools.partial  # the command's function with its instance and arguments
+    __slots__ = ("service", "command", "instance", "invoke", "rank")
+
+    def __init__(self, service, command, instance, invoke):
+        self.service = service  # Loaded, or None for a built-in
+        self.command = command
+        self.instance = instance
+        self.invoke = invoke  # the command's function with its instance and arguments
+        self.rank = command.level._value_  # the level it needs, as a plain int (compared fast)
 
     @property
     def label(self):
@@ -173,10 +177,10 @@ class Runner:
         """Run a Call: its Outcome if it is done at once (a str value as it is),
         else a coroutine that finishes it (awaited by the connection's task;
         see eager.py)."""
-        service, command, instance, invoke = call
-        if service is not None and instance._state is not _RUNNING:
-            return Outcome(error=errors.not_running(service.name, instance.state.value))
-        kind = command.kind
+        service, command = call.service, call.command
+        if service is not None and call.instance._state is not _RUNNING:
+            return Outcome(error=errors.not_running(service.name, call.instance.state.value))
+        kind, invoke = command.kind, call.invoke
         if kind is _ASYNC:
             # Its first step, at once (see eager.py).  The Steps are taken while
             # it runs: a first step that starts a command of its own gets others.

@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from smanager.auth.levels import Level
 from smanager.core.eager import (
     DONE,
     Spare,
@@ -209,7 +210,8 @@ async def test_a_first_step_that_runs_a_command_of_its_own_gets_steps_of_its_own
     """The runner's Steps are taken while a first step runs: a nested first step (a command
     that runs another at once) must not find them busy, and the outer result is not mixed up."""
     runner = Runner(executor=None, default_timeout=1.0)
-    command = SimpleNamespace(kind=Kind.ASYNC, secret=False, name="x", toplevel=True)
+    command = SimpleNamespace(kind=Kind.ASYNC, secret=False, name="x", toplevel=True,
+                              level=Level.READ)
 
     async def inner():
         return "inner"
