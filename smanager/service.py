@@ -137,7 +137,13 @@ class SService:
 
     @property
     def state(self) -> State:
-        return self.__dict__.get("_state", State.NEW)  # (not getattr: no __getattr__ of its own)
+        # Not getattr(), which would ask a service's own __getattr__; not
+        # self.__dict__, which makes 3.11 read the instance's attributes (the
+        # runner reads _state on every command) the slow way from then on.
+        try:
+            return object.__getattribute__(self, "_state")
+        except AttributeError:
+            return State.NEW
 
     def _change_state(self, new):
         if new not in TRANSITIONS[self.state]:

@@ -14,7 +14,6 @@ restart; a request only reads it.  Names resolve in this order:
 import inspect
 import logging
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import NamedTuple
 
@@ -98,6 +97,10 @@ class Catalog:
         self.toplevel = self._toplevel_table() if toplevel is None else toplevel
         self.calls = {}  # line bytes -> its bound Call, for lines that repeat
         self.views = {}  # level -> the Catalog a connection of that level sees
+        self.banner = protocol.render_banner(sorted(self.services))  # every connection's
+        self._help = {}  # full or terse -> the help text, made when first asked for
+        # (No cached_property: writing an instance's __dict__ makes 3.11 read every
+        # attribute of it the slow way, calls included, which is read on every line.)
 
     def remember(self, raw, call):
         """Keep a line's Call for the next identical line; bounded, so memory is too."""
@@ -169,14 +172,14 @@ class Catalog:
     def listed_builtins(self):
         return {name: cmd for name, cmd in self.builtins.items() if name not in self.unlisted}
 
-    @cached_property
-    def banner(self):
-        return protocol.render_banner(sorted(self.services))
-
-    @cached_property
+    @property
     def full_help(self):
-        return helptext.full(self)
+        if "full" not in self._help:
+            self._help["full"] = helptext.full(self)
+        return self._help["full"]
 
-    @cached_property
+    @property
     def terse_help(self):
-        return helptext.terse(self)
+        if "terse" not in self._help:
+            self._help["terse"] = helptext.terse(self)
+        return self._help["terse"]
