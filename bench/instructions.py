@@ -10,6 +10,7 @@ process, synchronously in one callback, so nothing else can run inside it:
 
 - a connection: made, one line read and answered, the client's EOF, lost;
 - a one-line read on an open connection (`systemstatus echo hi`);
+- a read of 16 such lines (``--lines``), what a pipelining client sends;
 
 for smanager and for the reference server, driven the same way (line_cost.py's
 stand-in transports).  The region is marked by os.getppid() (counters zeroed)
@@ -43,8 +44,9 @@ from smanager.server.server import Server  # noqa: E402
 WARM = 50  # connections and reads before the region, so it measures the steady state
 
 
-def smanager_steps(server):
-    """(one connection's life, one read on an open connection), as asyncio calls them."""
+def smanager_steps(server, batch):
+    """(one connection's life, one read of ``batch`` on an open connection), as asyncio
+    calls them."""
     buffer = server.receive_buffer
 
     def connection():
@@ -59,13 +61,13 @@ def smanager_steps(server):
     conn.connection_made(transport)
 
     def read():
-        buffer[:len(LINE)] = LINE
-        conn.buffer_updated(len(LINE))
+        buffer[:len(batch)] = batch
+        conn.buffer_updated(len(batch))
         transport.written.clear()
     return connection, read
 
 
-def reference_steps():
+def reference_steps(batch):
     def connection():
         conn, transport = Reference(), ClosingTransport()
         conn.connection_made(transport)
@@ -78,7 +80,7 @@ def reference_steps():
     conn.connection_made(transport)
 
     def read():
-        conn.data_received(LINE)
+        conn.data_received(batch)
         transport.written.clear()
     return connection, read
 
@@ -88,7 +90,10 @@ async def region(server_name, what, count, services):
     server = Server(Config(host="127.0.0.1", port=0, no_default_services=True,
                            services=[services]))
     await server.start()
-    connection, read = reference_steps() if server_name == "reference" else smanager_steps(server)
+    lines = what.removeprefix("read") if what.startswith("read") else ""
+    batch = LINE * int(lines or 1)  # "read16": a read of 16 lines
+    connection, read = reference_steps(batch) if server_name == "reference" \
+        else smanager_steps(server, batch)
     step = connection if what == "connection" else read
     loop, done = asyncio.get_running_loop(), asyncio.get_running_loop().create_future()
 
@@ -126,6 +131,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--connections", type=int, default=1000)
     parser.add_argument("--reads", type=int, default=5000)
+    parser.add_argument("--lines", type=int, default=16, help="lines in the pipelined read")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -136,10 +142,12 @@ def main():
     with tempfile.TemporaryDirectory() as services:
         shutil.copy(ROOT / "services" / "systemstatus.py", services)
         print("instructions (callgrind), in process; smanager / reference = ratio")
-        for what, number in (("connection", args.connections), ("read", args.reads)):
+        for what, number, label in (
+                ("connection", args.connections, "a connection's life"),
+                ("read", args.reads, "a one-line read"),
+                (f"read{args.lines}", args.reads // 4, f"a read of {args.lines} lines")):
             ours = count("smanager", what, number, services)
             theirs = count("reference", what, number, services)
-            label = "a connection's life" if what == "connection" else "a one-line read"
             print(f"{label:>20}: {ours:9,.0f} / {theirs:9,.0f} = {ours / theirs:.2f}")
 
 
