@@ -305,6 +305,8 @@ class Pipeline:
             if held is None and transport.is_closing():  # the client is gone: nothing more runs
                 return
         if self._last_word is not None:  # every line before it is answered
+            if flow.write_paused:  # it waits, as any reply would, for the client to read
+                return self._hand_over(DRAIN)
             error, self._last_word = self._last_word, None
             self.send(self.format.error(error))
 

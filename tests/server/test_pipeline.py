@@ -12,7 +12,18 @@ telnet command acted on after an overflow.
 
 import asyncio
 
-from helpers import QUICK, SEP, LineClient, rev_of, rev_server, the_connection
+from helpers import (
+    QUICK,
+    SEP,
+    LineClient,
+    rev_of,
+    rev_server,
+    small_buffer_client,
+    the_connection,
+    until,
+)
+
+from smanager.server.pipeline import DRAIN
 
 CTRL_C = bytes([255, 244])  # telnet IAC IP
 
@@ -234,6 +245,21 @@ async def test_an_oversized_line_behind_a_waiting_command_is_explained_after_its
         assert await client.read_all() == (
             "first\n" + SEP + "second\n" + SEP
             + "ERROR: line longer than 80 bytes; closing the connection\n" + SEP).encode()
+        await client.close()
+
+
+async def test_an_oversized_lines_error_waits_like_any_reply_for_a_client_not_reading():
+    """While the client is not reading, the error is not written and the connection not
+    closed: a shutdown or a kill in that time ends it as it would with a reply waiting."""
+    async with rev_server(max_line=80) as server:
+        client, conn = await small_buffer_client(server)
+        await client.send(b"rev blob 512\n" + b"x" * 100 + b"\n")
+        await until(lambda: conn.pipeline.job is not None)
+        assert conn.pipeline.job.work is DRAIN and not conn.transport.is_closing()
+        got = await client.read_all()
+        assert got.startswith(b"y" * 1023 + b"\n")
+        assert got.endswith(b"\n" + SEP.encode() + b"ERROR: line longer than 80 bytes; "
+                            b"closing the connection\n" + SEP.encode())
         await client.close()
 
 
