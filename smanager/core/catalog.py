@@ -98,7 +98,7 @@ class Catalog:
         self.calls = {}  # line bytes -> its bound Call, for lines that repeat
         self.views = {}  # level -> the Catalog a connection of that level sees
         self.banner = protocol.render_banner(sorted(self.services))  # every connection's
-        self._help = {}  # full or terse -> the help text, made when first asked for
+        self._help = {}  # helptext.full or .terse -> its text, made when first asked for
         # (No cached_property: writing an instance's __dict__ makes 3.11 read every
         # attribute of it the slow way, calls included, which is read on every line.)
 
@@ -174,12 +174,13 @@ class Catalog:
 
     @property
     def full_help(self):
-        if "full" not in self._help:
-            self._help["full"] = helptext.full(self)
-        return self._help["full"]
+        return self._help_text(helptext.full)
 
     @property
     def terse_help(self):
-        if "terse" not in self._help:
-            self._help["terse"] = helptext.terse(self)
-        return self._help["terse"]
+        return self._help_text(helptext.terse)
+
+    def _help_text(self, make):
+        if make not in self._help:
+            self._help[make] = make(self)
+        return self._help[make]
