@@ -178,11 +178,11 @@ class Connection(asyncio.BufferedProtocol):
 
     def pause_writing(self):
         if self.pipeline is not None:  # not while refusing or shaking hands
-            self.pipeline.flow.pause_writing()
+            self.pipeline.pause_writing()
 
     def resume_writing(self):
         if self.pipeline is not None:
-            self.pipeline.flow.resume_writing()
+            self.pipeline.resume_writing()
 
     # -- what the client's bytes mean ------------------------------------------------
 

@@ -66,20 +66,23 @@ class Admission:
         """None if the connection may stay (and it is counted), else the error."""
         if self.count >= self.total:
             return self._refuse(f"too many connections (limit {self.total}); try again later")
-        if self.by_address.get(address, 0) >= self.per_address:
+        by_address = self.by_address
+        here = by_address.get(address, 0)
+        if here >= self.per_address:
             return self._refuse(f"too many connections from {address} "
                                 f"(limit {self.per_address}); try again later")
         self.count += 1
-        self.by_address[address] = self.by_address.get(address, 0) + 1
+        by_address[address] = here + 1
         return None
 
     def release(self, address):
         self.count -= 1
-        left = self.by_address[address] - 1
+        by_address = self.by_address
+        left = by_address[address] - 1
         if left:
-            self.by_address[address] = left
+            by_address[address] = left
         else:
-            del self.by_address[address]
+            del by_address[address]
 
     def _refuse(self, error):
         self._refusals.warn(error)
@@ -130,7 +133,7 @@ async def sweep(server, config):
 def check(connection, now, config):
     """The rule this connection breaks now, as (its error, whether the client
     can still be told), or None."""
-    watch, flow = connection.watch, connection.pipeline.flow
+    watch, flow = connection.watch, connection.pipeline  # (a Flow)
     if watch is None:  # first seen now: a connection over by then never costs one
         watch = connection.watch = Watch(now)
     # Rule 4 first: it is the only one left for a connection already refused.

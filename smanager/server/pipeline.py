@@ -51,6 +51,8 @@ class Phase(enum.IntEnum):
 # Looked up on every read and connection (an Enum member costs 4 times a
 # global: 3.11's EnumType has a __getattr__).
 _OPEN, _ENDING, _CLOSED = Phase.OPEN, Phase.ENDING, Phase.CLOSED
+# Every connection starts in text mode (a class's attribute is a slow lookup in 3.11).
+_TEXT, _TEXT_REPLY, _TEXT_VALUE = formats.Text, formats.Text.reply, formats.Text.value
 
 
 @dataclass(slots=True, eq=False)
@@ -64,11 +66,13 @@ class Job:
     cancel_on_start: bool = False  # a cancellation meant for it came before it started
 
 
-class Pipeline:
+class Pipeline(Flow):
+    """The queue of one connection's lines, and its backpressure (a Flow: see flow.py)."""
+
     def __init__(self, manager, peer, transport, audit=None, spare=None):
         self._answer = manager.answer
         self.peer = peer
-        self.transport = transport
+        Flow.__init__(self, transport)  # (sets transport)
         self.phase = _OPEN
         self.queue = collections.deque()  # raw lines
         self._last_word = None  # a limit's error, the reply after the queue's last (stop_with)
@@ -77,9 +81,8 @@ class Pipeline:
         self._context = None  # the worker's context (contextvars): first steps run in it
         self.job = None  # the Job handed to the worker, until it is done
         self._wakeup = None  # the future an idle worker waits on
-        self.flow = Flow(transport)
-        self.format = formats.Text  # replies' format: `mode json` switches it
-        self._render_reply, self._render_value = self.format.reply, self.format.value
+        self.format = _TEXT  # replies' format: `mode json` switches it
+        self._render_reply, self._render_value = _TEXT_REPLY, _TEXT_VALUE
         self.audit = audit  # an Audit, or None: then nothing here costs a thing
         self._audited = None  # (time begun, raw line) of the line being answered
         self._held = None  # replies held for one write (rule 2); None: not holding
@@ -110,7 +113,7 @@ class Pipeline:
             # Reading stops in _wind_down(), and only if a job still runs: a
             # connection closed at once is better not paused first (asyncio
             # then looks for its reader twice more, at 2 us an exception).
-            self.flow.final = True  # reading is never resumed
+            self.final = True  # reading is never resumed
 
     # -- input -------------------------------------------------------------------
 
@@ -119,7 +122,7 @@ class Pipeline:
         ends the callback, in turn behind what is ahead of it."""
         self.queue.append(raw)
         if len(self.queue) >= QUEUE_HIGH:
-            self.flow.stop_reading("queue")
+            self.stop_reading("queue")
 
     def take(self, lines):
         """The lines of one read, from the callback that read them: queued,
@@ -129,7 +132,7 @@ class Pipeline:
         queue = self.queue
         queue.extend(lines)
         if len(queue) >= QUEUE_HIGH:
-            self.flow.stop_reading("queue")
+            self.stop_reading("queue")
         if self.job is not None:
             return  # the worker comes to them in turn
         # A second read of lines: a session, not a one-liner, so a task of its own.
@@ -167,7 +170,7 @@ class Pipeline:
     def interrupt(self, reason):
         """Ctrl-C or shutdown: drop waiting lines, stop the job with an error reply."""
         self._drop_queued()
-        self.flow.start_reading("queue")
+        self.start_reading("queue")
         job = self.job
         if job is None or job.work is DRAIN:
             return
@@ -191,7 +194,7 @@ class Pipeline:
             self._replace_work(None)
         if self.worker is not None:
             self.worker.cancel()
-        self.flow.lost()
+        Flow.lost(self)
 
     def hold(self):
         """From the callback that read a chunk: hold its ready replies for flush()."""
@@ -238,7 +241,7 @@ class Pipeline:
         if self.job is None:
             self.close()
         else:
-            self.flow.stop_for_good()
+            self.stop_for_good()
 
     def _adopt(self):
         """The spare becomes this connection's worker (made if need be)."""
@@ -266,17 +269,17 @@ class Pipeline:
         the worker.  A reply done at once is rendered and held (or written)
         right here: this loop is every pipelined line's path, so it makes no
         call it can do without."""
-        queue, flow, answer, peer = self.queue, self.flow, self._answer, self.peer
+        queue, answer, peer = self.queue, self._answer, self.peer
         # (A local: an attribute holding a function is looked up the slow way.)
         render_value, transport, audit = self._render_value, self.transport, self.audit
         if transport.is_closing():
             return
         while queue:  # (only a write can close the transport in here: see below)
-            if flow.write_paused:
+            if self.write_paused:
                 return self._hand_over(DRAIN)
             raw = queue.popleft()
-            if flow.held and len(queue) <= QUEUE_LOW:
-                flow.start_reading("queue")
+            if self.stopped_for and len(queue) <= QUEUE_LOW:
+                self.start_reading("queue")
             if audit is not None:
                 self._audited = (time.time(), raw)
             outcome = answer(raw, peer)
@@ -305,7 +308,7 @@ class Pipeline:
             if held is None and transport.is_closing():  # the client is gone: nothing more runs
                 return
         if self._last_word is not None:  # every line before it is answered
-            if flow.write_paused:  # it waits, as any reply would, for the client to read
+            if self.write_paused:  # it waits, as any reply would, for the client to read
                 return self._hand_over(DRAIN)
             error, self._last_word = self._last_word, None
             self.send(self.format.error(error))
@@ -419,13 +422,13 @@ class Pipeline:
         finally:
             job.running = False
         # Outside the command: a reply already sent whole is not "interrupted".
-        await self.flow.drain()
+        await self.drain()
 
     async def _send_stream(self, stream):
         try:
             async for value in stream:
                 self.send(self.format.chunk(value))
-                await self.flow.drain()
+                await self.drain()
         finally:
             await stream.aclose()
         self.send(self.format.end(stream.error, stream.result))

@@ -77,7 +77,7 @@ class LineFramer:
         self._telnet = b""  # an unfinished telnet command carried over from the last feed
         self._in_subnegotiation = False
         self._skipped = 0  # bytes of subnegotiation skipped so far
-        self._refused = set()  # (verb, option) already answered
+        self._refused = frozenset()  # (verb, option) already answered (rare: telnet)
         self._stateful = False  # a telnet command or subnegotiation is half-read, or overflowed
         self.telnet_seen = False  # the client has spoken telnet: it is interactive
         self.only_lines = True  # the last feed() found lines and nothing else
@@ -228,7 +228,7 @@ class LineFramer:
                 if answer is not None and answer not in self._refused:
                     events.append(answer)
                     if data[iac + 2] != TIMING_MARK:  # each Ctrl-C needs its own mark
-                        self._refused.add(answer)
+                        self._refused = self._refused | {answer}
                 pos = iac + 3
                 continue
             pos = iac + 2

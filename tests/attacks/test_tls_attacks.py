@@ -478,7 +478,7 @@ async def test_a_fin_while_the_server_has_stopped_reading_for_good(pki, errors_l
                 client.send(b"testsvc sleep 0.4")
             assert await until(lambda: server.connections
                                and the_connection(server).pipeline.busy
-                               and not the_connection(server).pipeline.flow.reading)
+                               and not the_connection(server).pipeline.reading)
             client.half_close()
             with contextlib.suppress(TimeoutError):
                 await client.to_the_end(seconds=1.5)

@@ -22,7 +22,7 @@ async def test_replies_paused_by_a_slow_reader_keep_their_order():
         batch = "".join(f"rev blob 64\nrev say {i}\n" for i in range(40))  # 2.5 MiB of replies
         await client.send(batch)
         # The server sees the client lagging:
-        assert await until(lambda: conn.pipeline.flow.write_paused, QUICK)
+        assert await until(lambda: conn.pipeline.write_paused, QUICK)
         for i in range(40):
             assert await client.reply_text(TIMEOUT) == ("y" * 1023 + "\n") * 64 + SEP
             assert await client.reply_text(TIMEOUT) == f"{i}\n" + SEP

@@ -67,7 +67,7 @@ async def test_shutdown_does_not_wait_for_an_idle_connection_that_is_not_reading
     async with rev_server(shutdown_timeout=0.5) as server:
         client, conn = await small_buffer_client(server)
         await client.send("rev blob 4096")  # 4 MiB, answered at once: nothing runs after
-        assert await until(lambda: conn.pipeline.flow.write_paused, QUICK)
+        assert await until(lambda: conn.pipeline.write_paused, QUICK)
         assert conn.pipeline.job is None  # idle
         started = time.monotonic()
         await asyncio.wait_for(server.shutdown(), TIMEOUT)
