@@ -3,6 +3,7 @@
 import itertools
 
 from ..service import Session
+from ..wire.address import format_address
 from .levels import Level
 
 _connection_ids = itertools.count(1)
@@ -15,8 +16,10 @@ class Peer:
     ``level`` and ``on_probation`` (see access.py)."""
 
     def __init__(self, address, host=None, certificate=None):
-        self.address = address  # "host:port", for logs
-        self.host = host or address  # what failed logins are counted against
+        # "host:port", for logs; or the socket's (host, port, ...), made into
+        # that when first asked: most connections never are (see ``address``).
+        self._address = address
+        self.host = host or self.address  # what failed logins are counted against
         self.certificate = certificate  # the name on its verified TLS client certificate
         self.login = None  # the user it logged in as
         # What it may run, ``level`` (also as a plain int, ``rank``: see below),
@@ -28,6 +31,14 @@ class Peer:
         self.challenge = None  # (user, nonce) of the challenge awaiting its auth
         self.id = next(_connection_ids)
         self.sessions = {}  # service name -> (instance, Session)
+
+    @property
+    def address(self):
+        """"host:port" ("[::1]:10000"), for logs."""
+        address = self._address
+        if type(address) is tuple:
+            address = self._address = format_address(*address[:2])
+        return address
 
     @property
     def level(self):

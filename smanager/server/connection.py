@@ -21,7 +21,6 @@ import logging
 
 from ..auth.peer import Peer
 from ..wire import errors, framing, protocol
-from ..wire.address import format_address
 from . import limits, tls
 from .pipeline import Phase, Pipeline
 
@@ -80,10 +79,10 @@ class Connection(asyncio.BufferedProtocol):
         manager = self.server.manager
         self.transport, self.raw = transport, raw
         peername = self.peername  # (a TLS transport forgets it once lost)
-        address = format_address(*peername[:2]) if isinstance(peername, tuple) \
-            else str(peername or "unix")  # a Unix socket's client is rarely bound to a path
-        self.peer = Peer(address, self.admitted,
-                         tls.peer_user(transport) if raw is not None else None)
+        # The Peer formats an IP socket's peername when asked (see Peer.address);
+        # a Unix socket's client is rarely bound to a path.
+        self.peer = Peer(peername if type(peername) is tuple else str(peername or "unix"),
+                         self.admitted, tls.peer_user(transport) if raw is not None else None)
         self.pipeline = Pipeline(manager, self.peer, transport, self.server.audit,
                                  self.server.spare)
         self.server.connections.add(self)
