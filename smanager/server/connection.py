@@ -29,6 +29,11 @@ _OPEN, _CLOSED = Phase.OPEN, Phase.CLOSED  # looked up on every read
 _HTTP_FIRST = protocol.HTTP_FIRST_BYTES
 
 
+def _is_http(line):
+    """A first line that opens an HTTP request: a browser or a health check."""
+    return line[:1] in _HTTP_FIRST and protocol.looks_like_http(line)
+
+
 class Connection(asyncio.BufferedProtocol):
     def __init__(self, server):
         self.server = server
@@ -121,11 +126,16 @@ class Connection(asyncio.BufferedProtocol):
         # Read per read, as a login or a change in the users file moves it.
         framer.max_line = self._line_limits[1 if self.peer.on_probation else 0]  # (int: faster)
         events = framer.feed(data)
-        if framer.only_lines and self.lines_seen and not self.peer.on_probation:
-            # Lines past the first, from a client that may send any number:
-            # nothing to check one by one, so the pipeline takes them together.
+        if framer.only_lines and events and not self.peer.on_probation \
+                and (self.lines_seen or not _is_http(events[0])):
+            # Lines (not an HTTP request), from a client that may send any
+            # number: nothing to check one by one, so the pipeline takes them
+            # together; the first of them as a one-liner's would be.
+            if self._oneshot_timer is not None:
+                self._cancel_oneshot()  # the first line came whole after all
+            first = not self.lines_seen
             self.lines_seen += len(events)
-            pipeline.take(events)
+            pipeline.take(events, first)
             return
         pipeline.hold()  # the replies ready by the end of this read: one write
         try:
@@ -210,7 +220,7 @@ class Connection(asyncio.BufferedProtocol):
         pipeline = self.pipeline
         if pipeline.phase is not _OPEN:
             return
-        if self.lines_seen == 0 and raw[:1] in _HTTP_FIRST and protocol.looks_like_http(raw):
+        if self.lines_seen == 0 and _is_http(raw):
             log.warning("%s sent an HTTP request; closed unanswered", self.peer.address)
             pipeline.close()
             return

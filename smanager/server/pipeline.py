@@ -124,25 +124,34 @@ class Pipeline(Flow):
         if len(self.queue) >= QUEUE_HIGH:
             self.stop_reading("queue")
 
-    def take(self, lines):
+    def take(self, lines, first=False):
         """The lines of one read, from the callback that read them: queued,
         answered in one pass, and the replies ready sent in one write -- what
         add() for each, then advance() between hold() and flush(), does, in
-        one call (this is every pipelined read's path)."""
+        one call (this is every pipelined read's path).  ``first``: the
+        connection's first lines, which it answers as the spare (see
+        advance()); a later read makes it a session, with a task of its own."""
         queue = self.queue
         queue.extend(lines)
         if len(queue) >= QUEUE_HIGH:
             self.stop_reading("queue")
         if self.job is not None:
             return  # the worker comes to them in turn
-        # A second read of lines: a session, not a one-liner, so a task of its own.
-        worker, loop = self.worker or self._adopt(), self._spare.loop
+        worker = self.worker
+        if worker is None and not first:
+            worker = self._adopt()
         self._held, self._held_bytes = [], 0
-        eager.enter_task(loop, worker)
         try:
-            self._context.run(_answer_queued, self)  # in the worker's context, as its steps
+            if worker is None:
+                self._answer_now()  # as the spare
+            else:  # what _answer_now() does with a worker, without the call: every session's read
+                loop = self._spare.loop
+                eager.enter_task(loop, worker)
+                try:
+                    self._context.run(_answer_queued, self)
+                finally:
+                    eager.leave_task(loop, worker)
         finally:
-            eager.leave_task(loop, worker)
             held, self._held = self._held, None  # flush(), without the call
             if held and not self.transport.is_closing():
                 self.transport.write(held[0] if len(held) == 1 else b"".join(held))
@@ -216,25 +225,28 @@ class Pipeline(Flow):
     # -- running -----------------------------------------------------------------
 
     def advance(self):
-        """From a protocol callback: answer queued lines now, acting as the
-        worker (see core/eager.py), until one has to wait; close if ending.
-        A connection without a worker acts as the server's spare, and adopts
-        it if the pass left anything on it (see eager.Spare)."""
+        """From a protocol callback: answer queued lines now (see _answer_now()),
+        until one has to wait; close if ending."""
         if self.job is None and (self.queue or self._last_word is not None):
-            # (_answer_queued looks at the transport)
-            worker, spare, context = self.worker, self._spare, self._context
-            if worker is None:
-                worker = spare.get()
-                counted, context = spare.count(worker), spare.context
-            eager.enter_task(spare.loop, worker)
-            try:
-                context.run(_answer_queued, self)  # in the worker's context, as its steps
-            finally:
-                eager.leave_task(spare.loop, worker)
-            if self.worker is None and not spare.untouched(worker, counted):
-                self._adopt()  # something of this connection's is on it
+            self._answer_now()
         if self.phase is _ENDING:
             self._wind_down()
+
+    def _answer_now(self):
+        """Answer queued lines in this callback, acting as the worker (see
+        core/eager.py).  A connection without a worker acts as the server's
+        spare, and adopts it if the pass left anything on it (see eager.Spare)."""
+        worker, spare, context = self.worker, self._spare, self._context
+        if worker is None:
+            worker = spare.get()
+            counted, context = spare.count(worker), spare.context
+        eager.enter_task(spare.loop, worker)
+        try:
+            context.run(_answer_queued, self)  # in the worker's context, as its steps
+        finally:
+            eager.leave_task(spare.loop, worker)
+        if self.worker is None and not spare.untouched(worker, counted):
+            self._adopt()  # something of this connection's is on it
 
     def _wind_down(self):
         """Ending: close now if nothing runs; else read nothing more meanwhile."""

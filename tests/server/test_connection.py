@@ -20,7 +20,7 @@ def test_buffer_updated_hands_on_a_copy():
     connections = [Connection(server), Connection(server)]
     seen = []
     for conn in connections:  # begun (not refused at the door), and past its first line
-        conn.pipeline = types.SimpleNamespace(phase=Phase.OPEN, take=seen.extend)
+        conn.pipeline = types.SimpleNamespace(phase=Phase.OPEN, take=lambda lines, first: seen.extend(lines))
         conn.peer, conn.lines_seen = types.SimpleNamespace(on_probation=False), 1
     for conn, text in zip(connections, (b"first\n", b"other\n")):
         buffer = conn.get_buffer(-1)

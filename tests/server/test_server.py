@@ -18,6 +18,7 @@ from helpers import (
     LineClient,
     fixture_source,
     running_server,
+    the_connection,
     the_testsvc,
     unexpected_errors,
     until,
@@ -94,6 +95,17 @@ async def test_an_unterminated_first_line_runs_after_a_pause_then_closes(server)
     data = await asyncio.wait_for(reader.read(), TIMEOUT)
     assert data.decode() == BANNER.decode() + "alone\n" + SEP
     writer.close()
+
+
+async def test_a_first_line_finished_in_a_later_read_makes_a_session_not_a_one_shot(server):
+    client = await LineClient.connect(server.address[1])
+    await client.send(b"systemstatus echo fir")  # a one-shot, unless more comes
+    assert await until(lambda: the_connection(server)._oneshot_timer is not None, QUICK)
+    await client.send(b"st\n")  # more came: a session, whose first line is whole now
+    assert (await client.reply()).decode() == "first\n" + SEP
+    assert the_connection(server)._oneshot_timer is None  # no close is waiting for it
+    assert (await client.ask("systemstatus echo second", QUICK)) == "second\n" + SEP
+    await client.close()
 
 
 async def test_an_unterminated_later_line_waits(client):
