@@ -89,7 +89,7 @@ class Connection(asyncio.BufferedProtocol):
         self.peer = Peer(peername if type(peername) is tuple else str(peername or "unix"),
                          self.admitted, tls.peer_user(transport) if raw is not None else None)
         self.pipeline = Pipeline(manager, self.peer, transport, self.server.audit,
-                                 self.server.spare)
+                                 self.server.spare, raw is not None)
         self.server.connections.add(self)
         transport.write(manager.access.greet(self.peer, manager.catalog))
         if self.peer.on_probation:  # its login time-out runs from now, not the sweep's first look

@@ -67,6 +67,7 @@ class Flow:
             finally:
                 self._drain_waiter = None
 
-    def lost(self):
+    def fail_drain(self):
+        """The transport is gone: a drain() waiting for it fails."""
         if self._drain_waiter is not None and not self._drain_waiter.done():
             self._drain_waiter.set_exception(ConnectionResetError("connection lost"))

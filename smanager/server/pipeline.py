@@ -69,10 +69,11 @@ class Job:
 class Pipeline(Flow):
     """The queue of one connection's lines, and its backpressure (a Flow: see flow.py)."""
 
-    def __init__(self, manager, peer, transport, audit=None, spare=None):
+    def __init__(self, manager, peer, transport, audit=None, spare=None, secure=False):
         self._answer = manager.answer
         self.peer = peer
         Flow.__init__(self, transport)  # (sets transport)
+        self.secure = secure  # the transport is TLS (asyncio's)
         self.phase = _OPEN
         self.queue = collections.deque()  # raw lines
         self._last_word = None  # a limit's error, the reply after the queue's last (stop_with)
@@ -203,7 +204,7 @@ class Pipeline(Flow):
             self._replace_work(None)
         if self.worker is not None:
             self.worker.cancel()
-        Flow.lost(self)
+        self.fail_drain()
 
     def hold(self):
         """From the callback that read a chunk: hold its ready replies for flush()."""
@@ -220,7 +221,7 @@ class Pipeline(Flow):
         if self._held:
             self.flush()  # what was answered is sent before the close
         self._enter(_CLOSED)  # closing may read the client's last bytes: they run nothing
-        tls.close(self.transport)
+        tls.close(self.transport, self.secure)
 
     # -- running -----------------------------------------------------------------
 

@@ -31,8 +31,8 @@ def peer_user(transport):
     return None
 
 
-def close(transport):
-    """Close a transport so that asyncio's TLS can finish its side:
+def close(transport, secure):
+    """Close a transport (``secure``: a TLS one) so that asyncio's TLS can finish its side:
 
     - once: closed a second time, it drops its TLS state, and the client's
       close_notify then fails inside asyncio;
@@ -43,6 +43,6 @@ def close(transport):
     A plain transport needs neither: resuming it would only add and remove
     its reader, two system calls for every connection."""
     if not transport.is_closing():
-        if transport.get_extra_info("sslcontext") is not None:
+        if secure:
             transport.resume_reading()
         transport.close()
