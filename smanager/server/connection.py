@@ -122,20 +122,19 @@ class Connection(asyncio.BufferedProtocol):
         if pipeline.phase is not _OPEN:
             return
         data = self._buffer[:nbytes].tobytes()  # a copy: the buffer is every connection's
-        framer = self.framer
+        framer, probation, seen = self.framer, self.peer.on_probation, self.lines_seen
         # Read per read, as a login or a change in the users file moves it.
-        framer.max_line = self._line_limits[1 if self.peer.on_probation else 0]  # (int: faster)
+        framer.max_line = self._line_limits[1 if probation else 0]  # (int: faster)
         events = framer.feed(data)
-        if framer.only_lines and events and not self.peer.on_probation \
-                and (self.lines_seen or not _is_http(events[0])):
+        if framer.only_lines and events and not probation \
+                and (seen or not _is_http(events[0])):
             # Lines (not an HTTP request), from a client that may send any
             # number: nothing to check one by one, so the pipeline takes them
             # together; the first of them as a one-liner's would be.
             if self._oneshot_timer is not None:
                 self._cancel_oneshot()  # the first line came whole after all
-            first = not self.lines_seen
-            self.lines_seen += len(events)
-            pipeline.take(events, first)
+            self.lines_seen = seen + len(events)
+            pipeline.take(events, not seen)
             return
         pipeline.hold()  # the replies ready by the end of this read: one write
         try:
