@@ -99,8 +99,10 @@ def measure_rate(servers, args):
         value = ratio(*(summary[name]["per_second"] for name in RATE_SIDES))
         # Each round's two sides ran back to back: their ratio is free of the
         # machine's slower drifts (which move both), so it is shown beside.
-        paired = statistics.median([ratio(a.get("per_second"), b.get("per_second")) or 0.0
-                                    for a, b in zip(*(rounds[name] for name in RATE_SIDES))])
+        pairs = [ratio(a.get("per_second"), b.get("per_second"))
+                 for a, b in zip(*(rounds[name] for name in RATE_SIDES))]
+        pairs = [p for p in pairs if p is not None]  # (a failed round has no ratio)
+        paired = statistics.median(pairs) if pairs else None
         rows[slots] = {"summary": summary, "rounds": rounds, "ratio": value, "paired": paired,
                        "met": None if value is None else value >= RATE_TARGET,
                        "failures": sum(r.get("failures", 1) for v in rounds.values() for r in v)}
