@@ -153,8 +153,11 @@ class Pipeline(Flow):
                 finally:
                     eager.leave_task(loop, worker)
         finally:
-            held, self._held = self._held, None  # flush(), without the call
-            if held and not self.transport.is_closing():
+            # flush(), without the call, or its is_closing(): what is held now was
+            # answered with the transport open, as whatever closes it in a pass
+            # (a failed write, close()) first sends or drops what is held.
+            held, self._held = self._held, None
+            if held:
                 self.transport.write(held[0] if len(held) == 1 else b"".join(held))
         if self.phase is _ENDING:
             self._wind_down()
