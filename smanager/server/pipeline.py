@@ -158,7 +158,7 @@ class Pipeline(Flow):
             # (a failed write, close()) first sends or drops what is held.
             held, self._held = self._held, None
             if held:
-                self.transport.write(held[0] if len(held) == 1 else b"".join(held))
+                self.transport.write(b"".join(held))  # (one reply: join returns it, uncopied)
         if self.phase is _ENDING:
             self._wind_down()
 

@@ -108,10 +108,8 @@ class LineFramer:
         # memchr, ``b"\xff" in data`` a substring search that costs 3 times more.)
         if not self._stateful and 255 not in data and 0 not in data:
             partial = self._partial
-            if len(partial) + len(data) <= self.max_line:
+            if not partial and len(data) <= self.max_line:
                 self.only_lines = True
-                if partial:
-                    return self._split_text(data)
                 lines = data.split(b"\n")  # _split_text() with nothing carried over
                 tail = lines.pop()
                 if tail:
@@ -119,6 +117,9 @@ class LineFramer:
                 if 13 in data:
                     return [line[:-1] if line[-1:] == b"\r" else line for line in lines]
                 return lines
+            if partial and len(partial) + len(data) <= self.max_line:
+                self.only_lines = True
+                return self._split_text(data)
         self.only_lines = False
         events = []
         if self.overflowed:
