@@ -131,7 +131,7 @@ class Pipeline(Flow):
         add() for each, then advance() between hold() and flush(), does, in
         one call (this is every pipelined read's path).  ``first``: the
         connection's first lines, which it answers as the spare (see
-        advance()); a later read makes it a session, with a task of its own."""
+        _answer_now()); a later read makes it a session, with a task of its own."""
         queue = self.queue
         queue.extend(lines)
         if len(queue) >= QUEUE_HIGH:
