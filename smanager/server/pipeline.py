@@ -7,9 +7,11 @@
    the connection's one task, its worker (see core/eager.py): a read of
    sixteen pipelined lines is one pass, with no task switch or loop
    iteration between them.
-2. The replies ready by the end of one read go out in one write (``hold()``
-   ... ``flush()``, around each read), in order, at most COALESCE_BYTES held:
-   one send() for a read's worth of pipelined lines, not one per line.
+2. The replies ready by the end of a pass go out in one write, in order, at
+   most COALESCE_BYTES held: one send() for a read's worth of pipelined
+   lines, or for the lines that waited behind a command, not one per line.
+   (A read that is not only lines holds around its whole callback: ``hold()``
+   ... ``flush()``.)
 3. Only a request that has to wait (a plain command's thread, an async
    command that sleeps, a stream, a full send buffer) becomes a Job for the
    worker, and the lines behind it wait their turn.  So pipelined requests
@@ -126,39 +128,30 @@ class Pipeline(Flow):
             self.stop_reading("queue")
 
     def take(self, lines, first=False):
-        """The lines of one read, from the callback that read them: queued,
-        answered in one pass, and the replies ready sent in one write -- what
-        add() for each, then advance() between hold() and flush(), does, in
-        one call (this is every pipelined read's path).  ``first``: the
-        connection's first lines, which it answers as the spare (see
-        _answer_now()); a later read makes it a session, with a task of its own."""
+        """The lines of one read, from the callback that read them: queued and
+        answered in one pass (the replies ready go out in one write) -- what
+        add() for each, then advance(), does, in one call (this is every
+        pipelined read's path).  ``first``: the connection's first lines, which
+        it answers as the spare (see _answer_now()); a later read makes it a
+        session, with a task of its own."""
         queue = self.queue
         queue.extend(lines)
-        if len(queue) >= QUEUE_HIGH:
-            self.stop_reading("queue")
-        if self.job is not None:
-            return  # the worker comes to them in turn
+        if self.job is not None:  # the worker comes to them in turn
+            if len(queue) >= QUEUE_HIGH:
+                self.stop_reading("queue")
+            return
         worker = self.worker
         if worker is None and not first:
             worker = self._adopt()
-        self._held, self._held_bytes = [], 0
-        try:
-            if worker is None:
-                self._answer_now()  # as the spare
-            else:  # what _answer_now() does with a worker, without the call: every session's read
-                loop = self._spare.loop
-                eager.enter_task(loop, worker)
-                try:
-                    self._context.run(_answer_queued, self)
-                finally:
-                    eager.leave_task(loop, worker)
-        finally:
-            # flush(), without the call, or its is_closing(): what is held now was
-            # answered with the transport open, as whatever closes it in a pass
-            # (a failed write, close()) first sends or drops what is held.
-            held, self._held = self._held, None
-            if held:
-                self.transport.write(b"".join(held))  # (one reply: join returns it, uncopied)
+        if worker is None:
+            self._answer_now()  # as the spare
+        else:  # what _answer_now() does with a worker, without the call: every session's read
+            loop = self._spare.loop
+            eager.enter_task(loop, worker)
+            try:
+                self._context.run(_answer_queued, self)
+            finally:
+                eager.leave_task(loop, worker)
         if self.phase is _ENDING:
             self._wind_down()
 
@@ -282,52 +275,89 @@ class Pipeline(Flow):
 
     def _answer_queued(self):
         """Answer queued lines, in order, in one pass, until one leaves work for
-        the worker.  A reply done at once is rendered and held (or written)
-        right here: this loop is every pipelined line's path, so it makes no
-        call it can do without."""
-        queue, answer, peer = self.queue, self._answer, self.peer
-        # (A local: an attribute holding a function is looked up the slow way.)
-        render_value, transport, audit = self._render_value, self.transport, self.audit
+        the worker.  This loop is every line's path, so a line whose reply is
+        done at once (a str: most lines) costs only what it must:
+
+        - Its reply is rendered and held right here.  What the pass holds goes
+          out in one write at its end (or its caller's flush()), or every
+          COALESCE_BYTES: only a write can find the client slow (write_paused)
+          or gone, so only then are those looked at.
+        - Reading cannot resume in a pass, so the queue's length is checked once,
+          at its end (see QUEUE_HIGH).
+        """
+        queue, transport = self.queue, self.transport
         if transport.is_closing():
             return
-        while queue:  # (only a write can close the transport in here: see below)
-            if self.write_paused:
-                return self._hand_over(DRAIN)
-            raw = queue.popleft()
-            if self.stopped_for and len(queue) <= QUEUE_LOW:
+        own = self._held is None  # the caller holds nothing: this pass holds, and writes
+        if own:
+            self._held, self._held_bytes = [], 0
+        answer, peer, audit = self._answer, self.peer, self.audit
+        # (Locals: an attribute holding a function is looked up the slow way.)
+        render_value, held, size = self._render_value, self._held, self._held_bytes
+        try:
+            while queue and not self.write_paused:  # (after a write, write_paused: see below)
+                raw = queue.popleft()
+                if audit is not None:
+                    self._audited = (time.time(), raw)
+                outcome = answer(raw, peer)
+                if type(outcome) is str:  # a text reply, done at once
+                    data = render_value(outcome)
+                    held.append(data)
+                    size += len(data)
+                    if audit is not None:
+                        self._audit(None)
+                    if size < COALESCE_BYTES:
+                        continue
+                    self._held_bytes = size
+                    self._write_held()
+                elif outcome is None:  # a blank line
+                    continue
+                else:
+                    self._held_bytes = size
+                    if self._settle(outcome):
+                        return  # the worker has it, and the lines behind it
+                    render_value = self._render_value  # (`mode json` changes it)
+                if transport.is_closing():  # the client is gone: nothing more runs
+                    return
+                held, size = self._held, self._held_bytes
+            self._held_bytes = size
+            if self.write_paused and (queue or self._last_word is not None):
+                return self._hand_over(DRAIN)  # the rest waits, as any reply would, for the client
+            if self._last_word is not None:  # every line before it is answered
+                error, self._last_word = self._last_word, None
+                self.send(self.format.error(error))
+        finally:
+            waiting = len(queue)
+            if waiting >= QUEUE_HIGH:
+                self.stop_reading("queue")
+            elif self.stopped_for and waiting <= QUEUE_LOW:
                 self.start_reading("queue")
-            if audit is not None:
-                self._audited = (time.time(), raw)
-            outcome = answer(raw, peer)
-            if type(outcome) is str:  # a text reply, done at once: most lines
-                data, error, close = render_value(outcome), None, False
-            elif type(outcome) is not Outcome or outcome.stream is not None:
-                if outcome is not None:  # None: a blank line
-                    return self._hand_over(outcome)
-                continue
-            else:
-                if outcome.mode is not None:
-                    self._switch(outcome.mode)
-                    render_value = self._render_value
-                data, error, close = self._render_reply(outcome), outcome.error, outcome.close
-            held, held_bytes = self._held, self._held_bytes + len(data)
-            if held is None or held_bytes >= COALESCE_BYTES:
-                self.send(data)  # (which writes what is held, this too)
-                held = None  # written: the write may have found the client gone
-            else:
-                held.append(data)  # what send() does, without the call
-                self._held_bytes = held_bytes
-            if audit is not None:
-                self._audit(error)  # the line ran: it is audited even if its reply is lost
-            if close or error is not None and peer.on_probation:
-                self._after(close, error)
-            if held is None and transport.is_closing():  # the client is gone: nothing more runs
-                return
-        if self._last_word is not None:  # every line before it is answered
-            if self.write_paused:  # it waits, as any reply would, for the client to read
-                return self._hand_over(DRAIN)
-            error, self._last_word = self._last_word, None
-            self.send(self.format.error(error))
+            if own:
+                # flush(), without its is_closing(): what is held was answered with
+                # the transport open, as whatever closes it in a pass (a failed
+                # write, close()) first sends or drops what is held.
+                held, self._held = self._held, None
+                if held:
+                    transport.write(b"".join(held))  # (one reply: join returns it, uncopied)
+
+    def _settle(self, outcome):
+        """A line's outcome that is not a text reply done at once: an Outcome
+        done at once is held (and may end the connection); anything else is
+        work for the worker.  True: this pass stops here."""
+        if type(outcome) is not Outcome or outcome.stream is not None:
+            self._hand_over(outcome)
+            return True
+        if outcome.mode is not None:
+            self._switch(outcome.mode)
+        self.send(self._render_reply(outcome))
+        self._audit(outcome.error)  # the line ran: it is audited even if its reply is lost
+        self._after(outcome.close, outcome.error)
+        return False
+
+    def _write_held(self):
+        """Write what is held now (COALESCE_BYTES reached), and go on holding."""
+        self.flush()
+        self.hold()
 
     def _switch(self, mode):
         self.format = formats.FORMATS[mode]

@@ -51,6 +51,17 @@ async def test_a_reply_that_waits_goes_out_when_ready_after_those_before_it():
         await client.close()
 
 
+async def test_the_lines_that_waited_behind_a_command_go_out_in_one_write_when_it_ends():
+    async with rev_server() as server:
+        client, counting = await counted_client(server)
+        await client.send(b"rev say a\ntestsvc sleep 0.05\nrev say b\nrev say c\nrev say d\n")
+        assert await client.replies(5) == [f"a\n{SEP}", f"slept 0.05\n{SEP}", f"b\n{SEP}",
+                                           f"c\n{SEP}", f"d\n{SEP}"]
+        assert counting.writes == [len(f"a\n{SEP}"), len(f"slept 0.05\n{SEP}"),
+                                   3 * len(f"b\n{SEP}")]  # b, c and d: one pass, one write
+        await client.close()
+
+
 async def test_the_bytes_held_for_one_write_are_bounded():
     async with rev_server() as server:
         client, counting = await counted_client(server)
