@@ -33,6 +33,7 @@ import time
 from dataclasses import dataclass
 
 from ..core import eager
+from ..core.eager import enter_task, leave_task
 from ..core.runner import Outcome
 from ..wire import errors, formats
 from . import tls
@@ -147,11 +148,11 @@ class Pipeline(Flow):
             self._answer_now()  # as the spare
         else:  # what _answer_now() does with a worker, without the call: every session's read
             loop = self._spare.loop
-            eager.enter_task(loop, worker)
+            enter_task(loop, worker)
             try:
                 self._context.run(_answer_queued, self)
             finally:
-                eager.leave_task(loop, worker)
+                leave_task(loop, worker)
         if self.phase is _ENDING:
             self._wind_down()
 
@@ -237,11 +238,11 @@ class Pipeline(Flow):
         if worker is None:
             worker = spare.get()
             counted, context = spare.count(worker), spare.context
-        eager.enter_task(spare.loop, worker)
+        enter_task(spare.loop, worker)
         try:
             context.run(_answer_queued, self)  # in the worker's context, as its steps
         finally:
-            eager.leave_task(spare.loop, worker)
+            leave_task(spare.loop, worker)
         if self.worker is None and not spare.untouched(worker, counted):
             self._adopt()  # something of this connection's is on it
 
@@ -327,11 +328,12 @@ class Pipeline(Flow):
                 error, self._last_word = self._last_word, None
                 self.send(self.format.error(error))
         finally:
-            waiting = len(queue)
-            if waiting >= QUEUE_HIGH:
-                self.stop_reading("queue")
-            elif self.stopped_for and waiting <= QUEUE_LOW:
-                self.start_reading("queue")
+            if queue or self.stopped_for:  # lines wait, or reading waits for them to go
+                waiting = len(queue)
+                if waiting >= QUEUE_HIGH:
+                    self.stop_reading("queue")
+                elif waiting <= QUEUE_LOW:
+                    self.start_reading("queue")  # (if stopped for it)
             if own:
                 # flush(), without its is_closing(): what is held was answered with
                 # the transport open, as whatever closes it in a pass (a failed
