@@ -296,7 +296,7 @@ class Pipeline(Flow):
         # (Locals: an attribute holding a function is looked up the slow way.)
         render_value, held, size = self._render_value, self._held, self._held_bytes
         try:
-            while queue and not self.write_paused:  # (after a write, write_paused: see below)
+            while queue and not self.write_paused:  # (only a write changes it: see above)
                 raw = queue.popleft()
                 if audit is not None:
                     self._audited = (time.time(), raw)
@@ -500,8 +500,7 @@ class Pipeline(Flow):
         held.append(data)
         self._held_bytes += len(data)
         if self._held_bytes >= COALESCE_BYTES:  # bounded: write now, keep holding
-            self.flush()
-            self.hold()
+            self._write_held()
 
 
 # The pass as a plain function: context.run(_answer_queued, pipeline) makes no
