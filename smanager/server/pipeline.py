@@ -211,7 +211,7 @@ class Pipeline(Flow):
         """Write the held replies in one go, and stop holding."""
         held, self._held = self._held, None
         if held and not self.transport.is_closing():
-            self.transport.write(held[0] if len(held) == 1 else b"".join(held))
+            self.transport.write(b"".join(held))  # (one reply: join returns it, uncopied)
 
     def close(self):
         """Close the connection now; nothing more runs."""
@@ -309,8 +309,7 @@ class Pipeline(Flow):
                         self._audit(None)
                     if size < COALESCE_BYTES:
                         continue
-                    self._held_bytes = size
-                    self._write_held()
+                    self._write_held()  # (which starts the count again)
                 elif outcome is None:  # a blank line
                     continue
                 else:
