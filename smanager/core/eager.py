@@ -138,7 +138,7 @@ class Spare:
         """The spare is the caller's task now: it runs ``run(cancelled)``, where
         ``cancelled`` says that a cancellation reached it before it started.
         (One made before its first step ends it before ``run`` is called: the
-        adopter watches for that, see Pipeline._adopt.)"""
+        adopter watches for that: see server/worker.py, Worker._adopt.)"""
         task, state = self.task, self._state
         self.task = self.context = self._state = None
         state.run = run

@@ -156,7 +156,7 @@ async def test_an_audit_log_that_cannot_be_opened_is_a_config_error(tmp_path):
 
 async def test_a_command_whose_client_resets_still_leaves_an_audit_line(tmp_path):
     """Guards a fault since fixed, which was:
-    pipeline.py _finish()/lost(): when the connection is lost while a command
+    worker.py _finish(), pipeline.py lost(): when the connection is lost while a command
     runs, the worker is cancelled and the CancelledError is re-raised before
     _audit() is reached.  The command goes on regardless (a thread, a shielded
     restart), yet the trail never mentions it: a client can run anything without

@@ -23,7 +23,7 @@ from helpers import (
     until,
 )
 
-from smanager.server.pipeline import DRAIN
+from smanager.server.worker import DRAIN
 
 CTRL_C = bytes([255, 244])  # telnet IAC IP
 
