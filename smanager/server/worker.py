@@ -10,9 +10,10 @@ switch: most never meet the worker.
 
 A Worker is the half of a connection's Pipeline (pipeline.py) that runs in
 that task: one object per connection holds both, as it holds its Flow (see
-flow.py for why).  From the pipeline it uses ``_after_job()`` (the lines that
-waited, and the close if the connection is ending), ``send()``, ``close()``,
-and the reply format and audit.
+flow.py for why).  What it uses of the pipeline: ``_after_job()`` (the lines
+that waited, and the close if the connection is ending), ``send()``,
+``close()``, ``_after()`` (a reply that ends the connection), the reply's
+format (``format``, ``_render_reply``, ``_switch()``) and ``_audit()``.
 """
 
 import asyncio
