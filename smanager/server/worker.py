@@ -2,18 +2,19 @@
 
 A line whose reply is not done at once (a plain command's thread, an async
 command that sleeps, a stream, a full send buffer) is handed over as a Job.
-The connection's worker, a long-lived task made (or adopted from the server's
-spare: core/eager.py) when first needed, finishes it, sends its reply, then
-answers the lines that waited behind it, and waits for the next.  So pipelined
-requests are answered in order, and a line that is done at once costs no task
-switch: most never meet the worker.
+The connection's worker finishes it, sends its reply, then answers the lines
+that waited behind it, and waits for the next.  It is a long-lived task: the
+server's spare (core/eager.py), adopted by the connection at its first Job,
+its second read of lines, or a first step that left anything on the spare.  So pipelined requests are answered in order, and
+a line that is done at once costs no task switch: most are never handed over.
 
 A Worker is the half of a connection's Pipeline (pipeline.py) that runs in
 that task: one object per connection holds both, as it holds its Flow (see
 flow.py for why).  What it uses of the pipeline: ``_after_job()`` (the lines
 that waited, and the close if the connection is ending), ``send()``,
 ``close()``, ``_after()`` (a reply that ends the connection), the reply's
-format (``format``, ``_render_reply``, ``_switch()``) and ``_audit()``.
+format (``format``, ``_render_reply``, ``_switch()``), ``_audit()`` and
+``peer`` (whose address a failure's log line names).
 """
 
 import asyncio
