@@ -5,8 +5,9 @@ command that sleeps, a stream, a full send buffer) is handed over as a Job.
 The connection's worker finishes it, sends its reply, then answers the lines
 that waited behind it, and waits for the next.  It is a long-lived task: the
 server's spare (core/eager.py), adopted by the connection at its first Job,
-its second read of lines, or a first step that left anything on the spare.  So pipelined requests are answered in order, and
-a line that is done at once costs no task switch: most are never handed over.
+its second read of lines, or a first step that left anything on the spare.
+So pipelined requests are answered in order, and a line that is done at once
+costs no task switch: most are never handed over.
 
 A Worker is the half of a connection's Pipeline (pipeline.py) that runs in
 that task: one object per connection holds both, as it holds its Flow (see
